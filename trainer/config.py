@@ -1,0 +1,208 @@
+"""One frozen dataclass per concern, loaded from YAML with strict key checking.
+
+`load_config("scenes3")` reads a shipped config (trainer/configs/scenes3.yaml);
+a path reads a user file. `overrides` are "a.b=value" strings (CLI --set) whose
+values are parsed as YAML scalars/lists. Unknown keys are errors that name the
+key and the valid ones, so a typo never silently trains the default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trainer.errors import TrainerError
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Procedural scene dataset (see trainer/data/scenes.py)."""
+
+    tasks: tuple[str, ...] = ("semseg", "depth", "normals")
+    size: int = 32
+    n_train: int = 2048
+    n_val: int = 256
+    n_test: int = 256
+    seed: int = 0
+    max_objects: int = 4
+    cache_dir: str | None = None  # None: ~/.cache/edgemtl/scenes
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Stream backbone (preset from the registry) and dense head sizes."""
+
+    backbone: str = "tiny-resnet"
+    width: float = 1.0  # channel multiplier applied to the preset
+    head_channels: int = 32
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """Optimiser settings of one training stage."""
+
+    steps: int = 500
+    lr: float = 1e-3
+    batch_size: int = 32
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Hypernets and branching regulariser (paper section 3.3, appendix G)."""
+
+    embed_dim: int = 32
+    edge_hidden: tuple[int, ...] = (100, 100)
+    weight_hidden: tuple[int, ...] = (100, 100, 100)
+    tau: float | None = None  # None: 0.6 / N (appendix H)
+    lambda_active: float = 1.0
+    lambda_inactive: float = 0.1
+    dirichlet: float = 0.2
+    temp_init: float = 5.0
+    temp_decay: float = 0.97
+    temp_every: int | None = None  # None: 300 steps scaled from the paper's 30K
+    gumbel_hard: bool = False  # straight-through instead of soft mixing
+    loss_weights: tuple[float, ...] | None = None  # None: 1 / single-task val loss
+    affinity_samples: int = 64
+    # Table 6 ablations: switch off parts of the active loss / task split.
+    layer_weighting: bool = True
+    use_affinity: bool = True
+    task_split: bool = True
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    single: StageConfig = field(default_factory=StageConfig)
+    edge: StageConfig = field(default_factory=StageConfig)
+    weight: StageConfig = field(default_factory=StageConfig)
+    phn_bn: StageConfig = field(default_factory=StageConfig)
+    checkpoint_every: int = 200  # steps between resumable partial checkpoints
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    n_prefs: int = 20  # preferences for HV / uniformity (section 4.4)
+    n_cost_prefs: int = 1000  # preferences for mean params / FLOPs
+    hv_ref: float = 2.0  # reference point, per task, in scaled-loss units
+    seed: int = 123
+    split: str = "test"
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Everything `trainer fit` needs; saved resolved in every checkpoint."""
+
+    name: str = "custom"
+    seed: int = 0
+    threads: int | None = None  # None: torch default
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def from_dict(cls: type, data: Any, where: str = "config") -> Any:
+    """Builds dataclass `cls` from a nested dict, rejecting unknown keys."""
+    if not isinstance(data, dict):
+        raise TrainerError(f"{where}: expected a mapping, found {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise TrainerError(
+            f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}"
+        )
+    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise TrainerError(f"{where}: expected a list, found {value!r}")
+        return tuple(_coerce(args[0], v, where) for v in value)
+    return _scalar(tp, value, where)
+
+
+def _scalar(tp: Any, value: Any, where: str) -> Any:
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }
+    if tp in ok and not ok[tp]:
+        raise TrainerError(f"{where}: expected {tp.__name__}, found {value!r}")
+    return float(value) if tp is float else value
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain nested dict (lists instead of tuples) for YAML/JSON/checkpoints."""
+    def conv(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        return v
+    return conv(dataclasses.asdict(cfg))
+
+
+def _resolve_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise TrainerError(f"config file {path} does not exist")
+        return path
+    shipped = CONFIG_DIR / f"{name_or_path}.yaml"
+    if not shipped.is_file():
+        names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise TrainerError(
+            f"config {name_or_path!r} is neither a file nor a shipped config; "
+            f"shipped configs are {names}"
+        )
+    return shipped
+
+
+def _apply_override(data: dict, item: str) -> None:
+    if "=" not in item:
+        raise TrainerError(f"override {item!r}: expected KEY.PATH=VALUE")
+    key, raw = item.split("=", 1)
+    node = data
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise TrainerError(f"override {item!r}: {part!r} is not a section")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def load_config(name_or_path: str, overrides: typing.Sequence[str] = ()) -> FitConfig:
+    """Loads a shipped config by name or a YAML file, then applies overrides."""
+    path = _resolve_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise TrainerError(f"config {path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise TrainerError(f"config {path}: expected a mapping at top level")
+    data.setdefault("name", path.stem)
+    for item in overrides:
+        _apply_override(data, item)
+    return from_dict(FitConfig, data, where=str(path.name))

@@ -1,0 +1,9 @@
+"""The one exception type that crosses the trainer's boundary."""
+
+
+class TrainerError(Exception):
+    """Raised for bad configs, task names, datasets or checkpoints.
+
+    Messages say what was expected and what was found; the CLI turns this
+    exception into exit code 2.
+    """

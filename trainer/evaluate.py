@@ -1,0 +1,222 @@
+"""`trainer eval`: the paper's Tables 1-4 on our data (section 4.1, appendix J).
+
+For Single-Task, PHN-BN, ours without adaptation and ours, at c = 0 and 1:
+- hypervolume (moocore) of the scaled loss vectors w_i L_i of `n_prefs`
+  preferences drawn uniformly from the simplex, against [hv_ref] * N;
+- uniformity mu_r = 1 - KL(Lhat || 1/N), Lhat_j = r_j L_j / sum_i r_i L_i,
+  averaged over the same preferences;
+- inference params and GFLOPs (torch FlopCounterMode, batch 1) of the used
+  nodes plus heads, averaged over `n_cost_prefs` preferences;
+- control params (hypernet sizes) and per-task metrics (mean over preferences).
+Also the trees of one-hot preferences (which should be one trunk).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import moocore
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch.utils.flop_counter import FlopCounterMode
+
+from trainer.checkpoint import load_checkpoint
+from trainer.config import EvalConfig, FitConfig
+from trainer.data import load_split
+from trainer.models import Models
+from trainer.models.blocks import count_params
+from trainer.tasks import get_tasks
+from trainer.train import Split
+from trainer.tree import identity_tree, prune, streams_per_layer, used_nodes
+
+
+def uniformity(losses: np.ndarray, r: np.ndarray) -> float:
+    """1 - KL(Lhat || uniform), with Lhat_j = r_j L_j / sum_i r_i L_i (0 log 0 = 0)."""
+    lhat = r * losses / np.sum(r * losses)
+    n = len(r)
+    nz = lhat > 0
+    return float(1.0 - np.sum(lhat[nz] * np.log(lhat[nz] * n)))
+
+
+def hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
+    """Volume dominated by `points` (minimisation) and bounded by `ref` (moocore)."""
+    pts = np.atleast_2d(np.asarray(points, dtype=float))
+    pts = pts[np.all(pts < ref, axis=1)]  # points outside the box add nothing
+    return float(moocore.hypervolume(pts, ref=ref)) if len(pts) else 0.0
+
+
+def simplex_points(n_tasks: int, count: int, seed: int) -> np.ndarray:
+    """Preferences drawn uniformly from the simplex (Dirichlet(1, ..., 1))."""
+    return np.random.default_rng(seed).dirichlet(np.ones(n_tasks), size=count)
+
+
+class Evaluator:
+    """Scores forward functions on one split and prices trees."""
+
+    def __init__(self, cfg: FitConfig, models: Models, payload: dict, split: str):
+        self.cfg, self.models = cfg, models
+        self.tasks = get_tasks(cfg.data.tasks)
+        self.n = len(self.tasks)
+        self.w = np.array(payload["loss_weights"])
+        self.data = Split(load_split(cfg.data, split), [t.name for t in self.tasks])
+        self.anchor = models.anchor
+        self.full_params = count_params(self.anchor)
+        self._flops: dict = {}
+
+    @torch.no_grad()
+    def score(self, forward) -> tuple[np.ndarray, list[float]]:
+        """Scaled losses w_i L_i over the split and each task's metric."""
+        sums, count = np.zeros(self.n), 0
+        metrics = [t.metric() for t in self.tasks]
+        for x, ys in self.data.batches(128):
+            outs = forward(x)
+            for i, (t, o, y) in enumerate(zip(self.tasks, outs, ys)):
+                sums[i] += float(t.loss(o, y)) * len(x)
+                metrics[i].update(o, y)
+            count += len(x)
+        return self.w * sums / count, [m.value() for m in metrics]
+
+    def tree_cost(self, tree) -> tuple[int, float]:
+        """(params, FLOPs) of the used nodes + heads for a batch-1 frame."""
+        key = prune(tree)
+        if key not in self._flops:
+            used = used_nodes(tree)
+            params = sum(count_params(self.anchor.node(l, i)) for l, row in enumerate(used)
+                         for i, u in enumerate(row) if u) + count_params(self.anchor.heads)
+            self._flops[key] = (params, _flops(lambda x: self.anchor.forward_tree(x, tree), self.cfg.data.size))
+        return self._flops[key]
+
+
+def _flops(fn, size: int) -> float:
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        fn(torch.zeros(1, 3, size, size))
+    return float(counter.get_total_flops())
+
+
+def _row(name, losses, metrics, prefs, ref, params, flops, control, with_unif=True) -> dict:
+    return {
+        "method": name, "hv": hypervolume(np.array(losses), ref),
+        "uniformity": float(np.mean([uniformity(l, r) for l, r in zip(losses, prefs)])) if with_unif else None,
+        "params": float(params), "gflops": float(flops) / 1e9, "control_params": control,
+        "metrics": np.mean(np.array(metrics), axis=0).tolist(),
+        "losses": np.array(losses).tolist(),
+    }
+
+
+def _ours_rows(ev: Evaluator, prefs: np.ndarray, ref, ecfg: EvalConfig) -> list[dict]:
+    m = ev.models
+    cost_prefs = simplex_points(ev.n, ecfg.n_cost_prefs, ecfg.seed + 1)
+    rows, cache = [], {}
+    for adapt in (False, True):
+        control = count_params(m.edge) + (count_params(m.weight) if adapt else 0)
+        for c in (0.0, 1.0):
+            losses, metrics = [], []
+            for r in prefs:
+                rt = torch.tensor(r, dtype=torch.float32)
+                tree = m.edge.tree(rt, c)
+                if adapt:
+                    deltas = m.weight(rt, c)
+                    lo, me = ev.score(lambda x: ev.anchor.forward_tree(x, tree, deltas))
+                else:  # the unadapted score depends on the tree only
+                    key = prune(tree)
+                    if key not in cache:
+                        cache[key] = ev.score(lambda x: ev.anchor.forward_tree(x, tree))
+                    lo, me = cache[key]
+                losses.append(lo)
+                metrics.append(me)
+            costs = np.array([ev.tree_cost(m.edge.tree(torch.tensor(r, dtype=torch.float32), c))
+                              for r in cost_prefs])
+            name = f"Ours{'' if adapt else ' w/o adaptation'}, c={c:.1f}"
+            rows.append(_row(name, losses, metrics, prefs, ref, costs[:, 0].mean(), costs[:, 1].mean(), control)
+                        | {"c": c, "adapted": adapt, "param_share": float(costs[:, 0].mean() / ev.full_params)})
+    return rows
+
+
+def _baseline_rows(ev: Evaluator, prefs: np.ndarray, ref) -> list[dict]:
+    ident = identity_tree(ev.anchor.n_layers, ev.n)
+    lo, me = ev.score(lambda x: ev.anchor.forward_tree(x, ident))
+    params, flops = ev.tree_cost(ident)
+    single = _row("Single-Task", [lo], [me], prefs[:1], ref, params, flops, None, with_unif=False)
+    phn = ev.models.phn_bn
+    scored = [ev.score(lambda x, r=r: phn(x, torch.tensor(r, dtype=torch.float32))) for r in prefs]
+    net = torch.nn.Sequential(*phn.network_modules())
+    p_params = count_params(net)
+    p_flops = _flops(lambda x: [h(_trunk(phn, x)) for h in phn.heads], ev.cfg.data.size)
+    phn_row = _row("PHN-BN", [s[0] for s in scored], [s[1] for s in scored], prefs, ref, p_params,
+                   p_flops, count_params(phn.hypernet))
+    single["param_share"] = 1.0
+    phn_row["param_share"] = p_params / ev.full_params
+    return [single, phn_row]
+
+
+def _trunk(phn, x):
+    for module in phn.trunk:
+        x = module(x)
+    return x
+
+
+def one_hot_trees(ev: Evaluator) -> list[dict]:
+    """Tree, streams per layer and param share for every one-hot preference."""
+    out = []
+    for k, task in enumerate(ev.tasks):
+        for c in (0.0, 1.0):
+            tree = ev.models.edge.tree(torch.eye(ev.n)[k], c)
+            params, flops = ev.tree_cost(tree)
+            out.append({"task": task.name, "c": c, "tree": [list(r) for r in prune(tree)],
+                        "streams_per_layer": streams_per_layer(tree),
+                        "param_share": params / ev.full_params, "gflops": flops / 1e9})
+    return out
+
+
+def evaluate(run_dir: str | Path, ecfg: EvalConfig | None = None, console: Console | None = None) -> dict:
+    """Evaluates RUN_DIR/model.ckpt, writes RUN_DIR/eval.json, prints the table."""
+    cfg, models, payload = load_checkpoint(Path(run_dir) / "model.ckpt")
+    ecfg = ecfg or cfg.eval
+    ev = Evaluator(cfg, models, payload, ecfg.split)
+    ref = np.full(ev.n, ecfg.hv_ref)
+    prefs = simplex_points(ev.n, ecfg.n_prefs, ecfg.seed)
+    rows = _baseline_rows(ev, prefs, ref) + _ours_rows(ev, prefs, ref, ecfg)
+    result = {"run": str(run_dir), "split": ecfg.split, "hv_ref": ref.tolist(),
+              "tasks": [t.describe() for t in ev.tasks], "full_anchor_params": ev.full_params,
+              "preferences": prefs.tolist(), "rows": rows, "one_hot": one_hot_trees(ev)}
+    (Path(run_dir) / "eval.json").write_text(json.dumps(result, indent=1))
+    print_tables(result, console or _console())
+    return result
+
+
+def _console() -> Console:
+    # Logs and CI are not terminals; rich would wrap the tables at 80 columns.
+    console = Console()
+    return console if console.is_terminal else Console(width=120)
+
+
+def _fmt_params(p: float) -> str:
+    return f"{p / 1e6:.3f}M" if p >= 1e5 else f"{p / 1e3:.1f}K"
+
+
+def print_tables(result: dict, console: Console) -> None:
+    ref = ",".join(f"{v:g}" for v in result["hv_ref"])
+    table = Table(title=f"Evaluation on {result['split']} (scaled losses w_i L_i)")
+    for col in ["Method", f"HV ↑ [{ref}]", "Unif. ↑", "Inf. params ↓", "share", "GFLOPs ↓", "Control"]:
+        table.add_column(col, justify="right" if col != "Method" else "left")
+    metrics = Table(title="Per-task metrics (mean over the preferences)")
+    metrics.add_column("Method")
+    for t in result["tasks"]:
+        metrics.add_column(f"{t['name']} {t['metric']} {'↑' if t['higher_is_better'] else '↓'}", justify="right")
+    for row in result["rows"]:
+        unif = "-" if row["uniformity"] is None else f"{row['uniformity']:.3f}"
+        ctrl = "-" if row["control_params"] is None else _fmt_params(row["control_params"])
+        table.add_row(row["method"], f"{row['hv']:.4f}", unif, _fmt_params(row["params"]),
+                      f"{row['param_share']:.3f}", f"{row['gflops']:.4f}", ctrl)
+        metrics.add_row(row["method"], *[f"{v:.3f}" for v in row["metrics"]])
+    trees = Table(title="One-hot preferences: used nodes per layer (stems .. last block)")
+    for col in ("task", "c", "streams per layer", "param share"):
+        trees.add_column(col)
+    for o in result["one_hot"]:
+        trees.add_row(o["task"], f"{o['c']:.0f}", " ".join(map(str, o["streams_per_layer"])), f"{o['param_share']:.3f}")
+    for t in (table, metrics, trees):
+        console.print(t)

@@ -1,0 +1,38 @@
+"""Model factory: builds every network of a run from its resolved config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from trainer.config import FitConfig
+from trainer.models.anchor import AnchorNet
+from trainer.models.blocks import get_backbone
+from trainer.models.hypernets import EdgeHypernet, WeightHypernet
+from trainer.models.phn_bn import PHNBN
+from trainer.tasks import get_tasks
+
+
+@dataclass
+class Models:
+    anchor: AnchorNet
+    edge: EdgeHypernet
+    weight: WeightHypernet
+    phn_bn: PHNBN
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"anchor": self.anchor, "edge_hypernet": self.edge,
+                "weight_hypernet": self.weight, "phn_bn": self.phn_bn}
+
+
+def build_models(cfg: FitConfig) -> Models:
+    """Fresh (untrained) networks for `cfg`; checkpoints load states into these."""
+    tasks = get_tasks(cfg.data.tasks)
+    backbone = get_backbone(cfg.model.backbone, cfg.model.width)
+    m = cfg.method
+    anchor = AnchorNet(tasks, backbone, cfg.model.head_channels, cfg.data.size)
+    edge = EdgeHypernet(len(tasks), anchor.n_layers, m.embed_dim, m.edge_hidden)
+    weight = WeightHypernet(anchor.node_bn_layout(), len(tasks), m.embed_dim, m.weight_hidden)
+    phn = PHNBN(tasks, backbone, cfg.model.head_channels, cfg.data.size, m.embed_dim, m.weight_hidden)
+    return Models(anchor, edge, weight, phn)

@@ -1,0 +1,95 @@
+"""The N-stream anchor net and its three ways of running.
+
+- `forward_stream(x, i)`: stream i alone (single-task training; the baseline).
+- `forward_tree(x, parents, deltas)`: a discrete tree; computes only used
+  nodes, each once, so shared prefixes cost nothing extra.
+- `forward_mixed(x, nus, deltas)`: every child reads the nu-weighted mix of its
+  parents (Gumbel-softmax samples), so gradients reach the edge hypernet.
+
+`deltas` maps a node (l, i) to {BN parameter name: delta}; they are added to
+the node's BatchNorm weight/bias through `torch.func.functional_call`, which
+leaves the anchor's own parameters untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from trainer.models.blocks import BackboneSpec, bn_names, count_params, make_blocks, make_stem
+from trainer.models.heads import make_head
+from trainer.tasks import TaskSpec
+from trainer.tree import used_nodes
+
+Node = tuple[int, int]
+NodeDeltas = Mapping[Node, Mapping[str, torch.Tensor]]
+
+
+def run_node(module: nn.Module, x: torch.Tensor, delta: Mapping[str, torch.Tensor] | None) -> torch.Tensor:
+    """Runs one node, with its BN affine parameters shifted by `delta` if given."""
+    if not delta:
+        return module(x)
+    params = dict(module.named_parameters())
+    return functional_call(module, {k: params[k] + v for k, v in delta.items()}, (x,))
+
+
+class AnchorNet(nn.Module):
+    def __init__(self, tasks: Sequence[TaskSpec], backbone: BackboneSpec, head_channels: int, image_size: int):
+        super().__init__()
+        self.task_names = [t.name for t in tasks]
+        self.n_tasks, self.n_layers = len(tasks), len(backbone.layers)
+        self.stems = nn.ModuleList(make_stem(backbone) for _ in tasks)
+        per_stream = [make_blocks(backbone) for _ in tasks]  # [stream][layer]
+        self.blocks = nn.ModuleList(nn.ModuleList(s[l] for s in per_stream) for l in range(self.n_layers))
+        cout = backbone.layers[-1].channels
+        self.heads = nn.ModuleList(make_head(t.kind, cout, head_channels, t.channels, image_size) for t in tasks)
+
+    def node(self, layer: int, stream: int) -> nn.Module:
+        """Node (layer, stream): layer 0 is the stem, 1..L the blocks."""
+        return self.stems[stream] if layer == 0 else self.blocks[layer - 1][stream]
+
+    def node_bn_layout(self) -> list[tuple[Node, list[tuple[str, int]]]]:
+        """Every node with its BatchNorm (name, channels): what the weight hypernet predicts."""
+        return [((l, i), bn_names(self.node(l, i)))
+                for l in range(self.n_layers + 1) for i in range(self.n_tasks)]
+
+    def node_params(self) -> list[list[int]]:
+        """params[l][i] of node (l, i); heads are counted separately."""
+        return [[count_params(self.node(l, i)) for i in range(self.n_tasks)] for l in range(self.n_layers + 1)]
+
+    def forward_stream(self, x: torch.Tensor, stream: int) -> torch.Tensor:
+        for l in range(self.n_layers + 1):
+            x = self.node(l, stream)(x)
+        return self.heads[stream](x)
+
+    def stream_features(self, x: torch.Tensor, stream: int) -> list[torch.Tensor]:
+        """Outputs of stream `stream`'s blocks (layers 1..L), for task affinity."""
+        feats, x = [], self.stems[stream](x)
+        for l in range(1, self.n_layers + 1):
+            x = self.node(l, stream)(x)
+            feats.append(x)
+        return feats
+
+    def forward_tree(self, x: torch.Tensor, parents: Sequence[Sequence[int]],
+                     deltas: NodeDeltas | None = None) -> list[torch.Tensor]:
+        used = used_nodes(parents)
+        deltas = deltas or {}
+        outs = {i: run_node(self.stems[i], x, deltas.get((0, i))) for i in range(self.n_tasks) if used[0][i]}
+        for l in range(1, self.n_layers + 1):
+            outs = {j: run_node(self.node(l, j), outs[parents[l - 1][j]], deltas.get((l, j)))
+                    for j in range(self.n_tasks) if used[l][j]}
+        return [self.heads[j](outs[j]) for j in range(self.n_tasks)]
+
+    def forward_mixed(self, x: torch.Tensor, nus: Sequence[torch.Tensor],
+                      deltas: NodeDeltas | None = None) -> list[torch.Tensor]:
+        """nus[l] is (N, N): row j = child (l+1, j)'s weights over layer-l parents."""
+        deltas = deltas or {}
+        ys = torch.stack([run_node(self.stems[i], x, deltas.get((0, i))) for i in range(self.n_tasks)])
+        for l in range(1, self.n_layers + 1):
+            mixed = torch.einsum("jp,pbchw->jbchw", nus[l - 1], ys)
+            ys = torch.stack([run_node(self.node(l, j), mixed[j], deltas.get((l, j)))
+                              for j in range(self.n_tasks)])
+        return [self.heads[j](ys[j]) for j in range(self.n_tasks)]

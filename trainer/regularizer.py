@@ -1,0 +1,102 @@
+"""Branching regulariser (paper eqs. 3, 5, 6; appendices D and E).
+
+Indexing: nus[l] (l = 0..L-1) is the (N, N) Gumbel-softmax sample whose row j
+is child (l+1, j)'s distribution over the parents in layer l. The active loss
+compares two children's rows, so it weights them by the probability that both
+children are used, P_use(l+1, i) P_use(l+1, j), and by (L - l) / L, which
+favours sharing the low layers (1 at the stems' choice, 1/L at the top).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def p_use(nus: list[torch.Tensor]) -> list[torch.Tensor]:
+    """P_use(l, i) for node layers l = 0..L by the dynamic programme of appendix E:
+    P_use(L, i) = 1, P_use(l, i) = 1 - prod_k (1 - P_use(l+1, k) * nu^l_k(i))."""
+    n = nus[0].shape[0]
+    probs = [nus[0].new_ones(n)]
+    for nu in reversed(nus):
+        probs.append(1 - torch.prod(1 - probs[-1][:, None] * nu, dim=0))
+    return probs[::-1]
+
+
+def active_tasks(r: torch.Tensor, tau: float) -> torch.Tensor:
+    """Boolean mask of tasks with r_i >= tau (the active set A)."""
+    return r >= tau
+
+
+def _pairwise_sq(nu: torch.Tensor) -> torch.Tensor:
+    return ((nu[:, None, :] - nu[None, :, :]) ** 2).sum(-1)
+
+
+@dataclass(frozen=True)
+class RegularizerConfig:
+    tau: float
+    lambda_active: float = 1.0
+    lambda_inactive: float = 0.1
+    layer_weighting: bool = True
+    use_affinity: bool = True
+    task_split: bool = True  # False: every task active (Table 6 ablation)
+
+
+def active_loss(nus, r_active, affinity, cfg: RegularizerConfig) -> torch.Tensor:
+    L = len(nus)
+    probs = p_use(nus)
+    idx = torch.nonzero(r_active).flatten()
+    total = nus[0].new_zeros(())
+    pair = 1 - torch.eye(len(idx), device=nus[0].device)  # i != j
+    aff = affinity[idx][:, idx] if cfg.use_affinity else torch.ones_like(pair)
+    for l, nu in enumerate(nus):
+        sub = nu[idx]
+        weight = (L - l) / L if cfg.layer_weighting else 1.0
+        pu = probs[l + 1][idx]
+        total = total + weight * (pair * aff * pu[:, None] * pu[None, :] * _pairwise_sq(sub)).sum()
+    return total
+
+
+def inactive_loss(nus, r_active) -> torch.Tensor:
+    act, ina = torch.nonzero(r_active).flatten(), torch.nonzero(~r_active).flatten()
+    total = nus[0].new_zeros(())
+    if len(act) == 0 or len(ina) == 0:
+        return total
+    for nu in nus:
+        d = ((nu[ina][:, None, :] - nu[act][None, :, :]) ** 2).sum(-1)  # (|I|, |A|)
+        total = total + d.min(dim=1).values.sum()
+    return total
+
+
+def branching_regularizer(nus, r: torch.Tensor, c: float, affinity: torch.Tensor,
+                          cfg: RegularizerConfig) -> tuple[torch.Tensor, dict]:
+    """Omega(r, c, alpha) = c * lambda_A * L_active + lambda_I * L_inactive."""
+    mask = active_tasks(r, cfg.tau) if cfg.task_split else torch.ones_like(r, dtype=torch.bool)
+    la = active_loss(nus, mask, affinity, cfg)
+    li = inactive_loss(nus, mask)
+    omega = c * cfg.lambda_active * la + cfg.lambda_inactive * li
+    return omega, {"active": float(la), "inactive": float(li)}
+
+
+@torch.no_grad()
+def rsa_affinity(features: list[list[torch.Tensor]]) -> torch.Tensor:
+    """Task affinity by representational similarity analysis (appendix D).
+
+    features[i][l] is (K, ...) = task i's anchor features at block layer l for
+    the same K images. Per layer: cosine-similarity matrix (K x K) per task,
+    Frobenius distance between tasks, rows min-max scaled to [0, 1],
+    affinity = 1 - scaled distance; the result is the mean over layers.
+    """
+    n, n_layers = len(features), len(features[0])
+    acc = torch.zeros(n, n, dtype=torch.float64)
+    for l in range(n_layers):
+        sims = []
+        for i in range(n):
+            f = torch.nn.functional.normalize(features[i][l].flatten(1).double(), dim=1)
+            sims.append(f @ f.T)
+        s = torch.stack(sims)
+        d = torch.linalg.matrix_norm(s[:, None] - s[None, :], ord="fro")
+        lo, hi = d.min(1, keepdim=True).values, d.max(1, keepdim=True).values
+        acc += 1 - (d - lo) / (hi - lo).clamp_min(1e-12)
+    return (acc / n_layers).float()

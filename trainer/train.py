@@ -1,0 +1,326 @@
+"""`trainer fit`: every training stage, top to bottom (paper Algorithm 1).
+
+Stages, each resumable (a finished stage is skipped on a rerun; an unfinished
+one continues from its last partial checkpoint, also written on Ctrl-C):
+  single    N single-task streams (= the anchor net and the Single-Task baseline)
+  scaling   task loss weights w_i = 1 / single-task val loss (unless configured)
+  affinity  RSA task affinity on the frozen anchor net (appendix D)
+  edge      edge hypernet, anchor frozen: sum_i r_i w_i L_i + Omega(r, c, alpha)
+  weight    weight hypernet, anchor and edge hypernet frozen: task loss only
+  phn_bn    the PHN-BN baseline
+Then RUN_DIR/model.ckpt is written. Progress and losses go to RUN_DIR/log.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from trainer.checkpoint import atomic_torch_save, make_payload
+from trainer.config import FitConfig, StageConfig, to_dict
+from trainer.data import load_split
+from trainer.errors import TrainerError
+from trainer.models import Models, build_models
+from trainer.regularizer import RegularizerConfig, branching_regularizer, rsa_affinity
+from trainer.tasks import get_tasks
+from trainer.tree import identity_tree
+
+# Images are RGB uint8; the network sees (x / 255 - MEAN) / STD. The runtime
+# reproduces this from the input spec stored in the checkpoint.
+MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+
+class Split:
+    """One dataset split as tensors in memory, with random and ordered batches."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], task_names, device="cpu"):
+        mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(STD).view(1, 3, 1, 1)
+        self.x = ((torch.from_numpy(arrays["image"]).float() / 255 - mean) / std).to(device)
+        self.y = [torch.from_numpy(arrays[t]).to(device) for t in task_names]
+        self.n = len(self.x)
+
+    def sample(self, gen: torch.Generator, batch_size: int):
+        idx = torch.randint(0, self.n, (batch_size,), generator=gen)
+        return self.x[idx], [y[idx] for y in self.y]
+
+    def batches(self, batch_size: int = 64):
+        for s in range(0, self.n, batch_size):
+            yield self.x[s:s + batch_size], [y[s:s + batch_size] for y in self.y]
+
+
+def get_lr(step: int, stage: StageConfig) -> float:
+    """Adam lr, x0.3 at 14/30 and 28/30 of the stage (the paper's 14K of 30K)."""
+    every = max(1, round(stage.steps * 14 / 30))
+    return stage.lr * 0.3 ** (step // every)
+
+
+def get_temperature(step: int, steps: int, cfg: FitConfig) -> float:
+    """Gumbel-softmax temperature: init x decay every `every` steps (300 of 30K, scaled)."""
+    m = cfg.method
+    every = m.temp_every or max(1, round(300 * steps / 30000))
+    return m.temp_init * m.temp_decay ** (step // every)
+
+
+def sample_preference(rng: np.random.Generator, n: int, eta: float) -> tuple[torch.Tensor, float]:
+    r = rng.dirichlet([eta] * n)
+    return torch.tensor(r, dtype=torch.float32), float(rng.uniform())
+
+
+def weighted_task_loss(tasks, outs, ys, weights, r=None):
+    """sum_i r_i w_i L_i (r=None: plain sum of w_i L_i); also returns raw losses."""
+    losses = [t.loss(o, y) for t, o, y in zip(tasks, outs, ys)]
+    coef = weights if r is None else r * weights
+    return sum(cf * lo for cf, lo in zip(coef, losses)), [float(lo.detach()) for lo in losses]
+
+
+class RunDir:
+    """Files of one run: config, per-stage state, partial checkpoints, log."""
+
+    def __init__(self, root: str | Path, cfg: FitConfig):
+        self.root = Path(root)
+        self.stages = self.root / "stages"
+        self.stages.mkdir(parents=True, exist_ok=True)
+        self._check_config(cfg)
+
+    def _check_config(self, cfg: FitConfig) -> None:
+        path, text = self.root / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False)
+        if path.is_file() and path.read_text() != text:
+            raise TrainerError(f"{self.root} holds a run with a different config; "
+                               f"use another --out or delete the run to start over")
+        path.write_text(text)
+
+    def done(self, stage: str) -> Path | None:
+        p = self.stages / f"{stage}.pt"
+        return p if p.is_file() else None
+
+    def partial(self, stage: str) -> Path:
+        return self.stages / f"{stage}.partial.pt"
+
+    def log(self, record: dict) -> None:
+        with open(self.root / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def train_stage(run: RunDir, name: str, module: torch.nn.Module, stage: StageConfig,
+                step_fn: Callable[[int], tuple[torch.Tensor, dict]], cfg: FitConfig) -> None:
+    """Adam over `module`'s trainable parameters for stage.steps steps of step_fn,
+    with partial checkpoints every cfg.train.checkpoint_every steps and on Ctrl-C."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=stage.lr, weight_decay=stage.weight_decay)
+    start = _resume(run.partial(name), module, opt)
+    state = lambda s: {"step": s, "module": module.state_dict(), "opt": opt.state_dict(),  # noqa: E731
+                       "torch_rng": torch.get_rng_state()}
+    step = start
+    with _progress() as bar:
+        task = bar.add_task(name, total=stage.steps, completed=start, info="")
+        try:
+            for step in range(start, stage.steps):
+                for g in opt.param_groups:
+                    g["lr"] = get_lr(step, stage)
+                loss, logs = step_fn(step)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if step % 25 == 0 or step == stage.steps - 1:
+                    run.log({"stage": name, "step": step, "loss": float(loss), **logs})
+                    bar.update(task, info=f"loss {float(loss):.4f}")
+                if (step + 1) % cfg.train.checkpoint_every == 0:
+                    atomic_torch_save(state(step + 1), run.partial(name))
+                bar.update(task, completed=step + 1)
+        except KeyboardInterrupt:
+            atomic_torch_save(state(step), run.partial(name))
+            raise
+    run.partial(name).unlink(missing_ok=True)
+
+
+def _resume(path: Path, module, opt) -> int:
+    if not path.is_file():
+        return 0
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    module.load_state_dict(state["module"])
+    opt.load_state_dict(state["opt"])
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"])
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description:>8}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+
+
+class Fit:
+    """State shared by the stages: config, data, models, run directory."""
+
+    def __init__(self, cfg: FitConfig, out: str | Path):
+        self.cfg, self.run = cfg, RunDir(out, cfg)
+        self.tasks = get_tasks(cfg.data.tasks)
+        self.n = len(self.tasks)
+        names = [t.name for t in self.tasks]
+        self.train = Split(load_split(cfg.data, "train"), names)
+        self.val = Split(load_split(cfg.data, "val"), names)
+        self.models: Models = build_models(cfg)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+
+    def rng(self, stage: str, step: int) -> np.random.Generator:
+        # Draws depend only on (seed, stage, step): a resumed stage repeats them exactly.
+        return np.random.default_rng([self.cfg.seed, zlib.crc32(stage.encode()), step])
+
+    def batch(self, stage: StageConfig, step: int, name: str):
+        seed = int(self.rng(name + "/batch", step).integers(2**62))
+        return self.train.sample(torch.Generator().manual_seed(seed), stage.batch_size)
+
+    # -- stages -------------------------------------------------------------
+    def stage_single(self) -> None:
+        anchor, st = self.models.anchor, self.cfg.train.single
+        anchor.train()
+
+        def step_fn(step):
+            x, ys = self.batch(st, step, "single")
+            outs = [anchor.forward_stream(x, i) for i in range(self.n)]
+            total, raw = weighted_task_loss(self.tasks, outs, ys, torch.ones(self.n))
+            return total, {f"L_{t.name}": v for t, v in zip(self.tasks, raw)}
+
+        self._stage("single", anchor, st, step_fn, save=lambda: {"anchor": anchor.state_dict()})
+
+    def stage_scaling(self) -> None:
+        def compute():
+            losses = self.val_losses(lambda x: self.models.anchor.forward_tree(x, identity_tree(self.models.anchor.n_layers, self.n)))
+            w = self.cfg.method.loss_weights or tuple(1.0 / max(v, 1e-8) for v in losses)
+            if len(w) != self.n:
+                raise TrainerError(f"method.loss_weights: expected {self.n} values (one per task), found {len(w)}")
+            return {"single_task_val_losses": losses, "loss_weights": list(w)}
+        self._once("scaling", compute)
+
+    def stage_affinity(self) -> None:
+        def compute():
+            k = min(self.cfg.method.affinity_samples, self.train.n)
+            x = self.train.x[:k]
+            with torch.no_grad():
+                feats = [self.models.anchor.stream_features(x, i) for i in range(self.n)]
+            return {"affinity": rsa_affinity(feats).tolist()}
+        self._once("affinity", compute)
+
+    def stage_edge(self) -> None:
+        m, anchor, edge = self.cfg.method, self.models.anchor, self.models.edge
+        st, w = self.cfg.train.edge, self.weights()
+        reg = self.regularizer_config()
+        aff = torch.tensor(self.state("affinity")["affinity"])
+        self.freeze(anchor)
+
+        def step_fn(step):
+            r, c = sample_preference(self.rng("edge", step), self.n, m.dirichlet)
+            x, ys = self.batch(st, step, "edge")
+            temp = get_temperature(step, st.steps, self.cfg)
+            logits = edge(r, c)
+            nus = [F.gumbel_softmax(lg, tau=temp, hard=m.gumbel_hard, dim=-1) for lg in logits]
+            task, _ = weighted_task_loss(self.tasks, anchor.forward_mixed(x, nus), ys, w, r)
+            omega, parts = branching_regularizer(nus, r, c, aff, reg)
+            return task + omega, {"task": float(task), "omega": float(omega), "temp": temp, **parts}
+
+        self._stage("edge", edge, st, step_fn, save=lambda: {"edge_hypernet": edge.state_dict()})
+
+    def stage_weight(self) -> None:
+        anchor, edge, hyper = self.models.anchor, self.models.edge, self.models.weight
+        st, w = self.cfg.train.weight, self.weights()
+        self.freeze(anchor)
+        self.freeze(edge)
+
+        def step_fn(step):
+            r, c = sample_preference(self.rng("weight", step), self.n, self.cfg.method.dirichlet)
+            x, ys = self.batch(st, step, "weight")
+            outs = anchor.forward_tree(x, edge.tree(r, c), hyper(r, c))
+            return weighted_task_loss(self.tasks, outs, ys, w, r)[0], {}
+
+        self._stage("weight", hyper, st, step_fn, save=lambda: {"weight_hypernet": hyper.state_dict()})
+
+    def stage_phn_bn(self) -> None:
+        phn, st, w = self.models.phn_bn, self.cfg.train.phn_bn, self.weights()
+        phn.train()
+
+        def step_fn(step):
+            r, _ = sample_preference(self.rng("phn_bn", step), self.n, self.cfg.method.dirichlet)
+            x, ys = self.batch(st, step, "phn_bn")
+            return weighted_task_loss(self.tasks, phn(x, r), ys, w, r)[0], {}
+
+        self._stage("phn_bn", phn, st, step_fn, save=lambda: {"phn_bn": phn.state_dict()})
+
+    # -- helpers ------------------------------------------------------------
+    def _stage(self, name, module, st, step_fn, save) -> None:
+        if (path := self.run.done(name)) is None:
+            t0 = time.time()
+            train_stage(self.run, name, module, st, step_fn, self.cfg)
+            atomic_torch_save({**save(), "seconds": time.time() - t0}, self.run.stages / f"{name}.pt")
+            path = self.run.done(name)
+        self._load_stage(path)
+
+    def _once(self, name: str, compute: Callable[[], dict]) -> None:
+        if self.run.done(name) is None:
+            atomic_torch_save(compute(), self.run.stages / f"{name}.pt")
+
+    def _load_stage(self, path: Path) -> None:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        for key, module in self.models.modules().items():
+            if key in state:
+                module.load_state_dict(state[key])
+
+    def state(self, name: str) -> dict:
+        return torch.load(self.run.stages / f"{name}.pt", map_location="cpu", weights_only=True)
+
+    def weights(self) -> torch.Tensor:
+        return torch.tensor(self.state("scaling")["loss_weights"], dtype=torch.float32)
+
+    def regularizer_config(self) -> RegularizerConfig:
+        m = self.cfg.method
+        tau = m.tau if m.tau is not None else 0.6 / self.n
+        return RegularizerConfig(tau, m.lambda_active, m.lambda_inactive, m.layer_weighting,
+                                 m.use_affinity, m.task_split)
+
+    @staticmethod
+    def freeze(module: torch.nn.Module) -> None:
+        module.eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def val_losses(self, forward) -> list[float]:
+        self.models.anchor.eval()
+        sums, count = np.zeros(self.n), 0
+        for x, ys in self.val.batches():
+            outs = forward(x)
+            sums += np.array([float(t.loss(o, y)) * len(x) for t, o, y in zip(self.tasks, outs, ys)])
+            count += len(x)
+        return (sums / count).tolist()
+
+
+STAGES = ("single", "scaling", "affinity", "edge", "weight", "phn_bn")
+
+
+def fit(cfg: FitConfig, out: str | Path) -> Path:
+    """Runs (or resumes) every stage and writes OUT/model.ckpt; returns its path."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    f = Fit(cfg, out)
+    for name in STAGES:
+        getattr(f, f"stage_{name}")()
+    scaling, affinity = f.state("scaling"), f.state("affinity")
+    input_spec = {"shape": [3, cfg.data.size, cfg.data.size], "dtype": "uint8", "colour_order": "RGB",
+                  "scale": 1 / 255, "mean": list(MEAN), "std": list(STD)}
+    payload = make_payload(
+        to_dict(cfg), f.models, tasks=[t.describe() for t in f.tasks], input_spec=input_spec,
+        affinity=affinity["affinity"], loss_weights=scaling["loss_weights"],
+        single_task_val_losses=scaling["single_task_val_losses"], torch_version=str(torch.__version__),
+        stage_seconds={s: float(f.state(s).get("seconds", 0.0)) for s in STAGES})
+    path = Path(out) / "model.ckpt"
+    atomic_torch_save(payload, path)
+    return path

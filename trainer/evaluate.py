@@ -145,7 +145,7 @@ def _baseline_rows(ev: Evaluator, prefs: np.ndarray, ref) -> list[dict]:
     scored = [ev.score(lambda x, r=r: phn(x, torch.tensor(r, dtype=torch.float32))) for r in prefs]
     net = torch.nn.Sequential(*phn.network_modules())
     p_params = count_params(net)
-    p_flops = _flops(lambda x: [h(_trunk(phn, x)) for h in phn.heads], ev.cfg.data.size)
+    p_flops = _flops(lambda x: _phn_static(phn, x), ev.cfg.data.size)
     phn_row = _row("PHN-BN", [s[0] for s in scored], [s[1] for s in scored], prefs, ref, p_params,
                    p_flops, count_params(phn.hypernet))
     single["param_share"] = 1.0
@@ -153,10 +153,11 @@ def _baseline_rows(ev: Evaluator, prefs: np.ndarray, ref) -> list[dict]:
     return [single, phn_row]
 
 
-def _trunk(phn, x):
+def _phn_static(phn, x):
+    """PHN-BN's inference network once its BN parameters are set (no hypernet)."""
     for module in phn.trunk:
         x = module(x)
-    return x
+    return [h(x) for h in phn.heads]
 
 
 def one_hot_trees(ev: Evaluator) -> list[dict]:

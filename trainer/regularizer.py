@@ -76,7 +76,7 @@ def branching_regularizer(nus, r: torch.Tensor, c: float, affinity: torch.Tensor
     la = active_loss(nus, mask, affinity, cfg)
     li = inactive_loss(nus, mask)
     omega = c * cfg.lambda_active * la + cfg.lambda_inactive * li
-    return omega, {"active": float(la), "inactive": float(li)}
+    return omega, {"active": la.item(), "inactive": li.item()}
 
 
 @torch.no_grad()

@@ -132,8 +132,8 @@ def train_stage(run: RunDir, name: str, module: torch.nn.Module, stage: StageCon
                 loss.backward()
                 opt.step()
                 if step % 25 == 0 or step == stage.steps - 1:
-                    run.log({"stage": name, "step": step, "loss": float(loss), **logs})
-                    bar.update(task, info=f"loss {float(loss):.4f}")
+                    run.log({"stage": name, "step": step, "loss": loss.item(), **logs})
+                    bar.update(task, info=f"loss {loss.item():.4f}")
                 if (step + 1) % cfg.train.checkpoint_every == 0:
                     atomic_torch_save(state(step + 1), run.partial(name))
                 bar.update(task, completed=step + 1)
@@ -225,7 +225,7 @@ class Fit:
             nus = [F.gumbel_softmax(lg, tau=temp, hard=m.gumbel_hard, dim=-1) for lg in logits]
             task, _ = weighted_task_loss(self.tasks, anchor.forward_mixed(x, nus), ys, w, r)
             omega, parts = branching_regularizer(nus, r, c, aff, reg)
-            return task + omega, {"task": float(task), "omega": float(omega), "temp": temp, **parts}
+            return task + omega, {"task": task.item(), "omega": omega.item(), "temp": temp, **parts}
 
         self._stage("edge", edge, st, step_fn, save=lambda: {"edge_hypernet": edge.state_dict()})
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,7 @@ def load_split(cfg: DataConfig, split: str) -> dict[str, np.ndarray]:
         try:
             with np.load(path) as f:
                 return {k: f[k] for k in f.files}
-        except (OSError, ValueError, EOFError):
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
             pass  # corrupt or truncated cache file: render again and replace it
     data = _render(cfg, split)
     cache.mkdir(parents=True, exist_ok=True)

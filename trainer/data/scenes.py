@@ -12,6 +12,7 @@ batch, so a few thousand 32x32 scenes take seconds. Outputs per scene:
 - normals   float32 (3, H, W), unit camera-space normals facing the camera
 - edges     uint8 (H, W), 1 on instance boundaries (a superset of class changes)
 - saliency  uint8 (H, W), 1 on objects (foreground)
+- focal     float32 (), the pinhole focal length in pixels
 
 Everything is a pure function of (n, size, seed, max_objects): the same
 arguments give the same bytes, which the on-disk cache relies on.
@@ -21,15 +22,14 @@ from __future__ import annotations
 
 import numpy as np
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 CLASSES = ("wall", "floor", "sphere", "box", "cylinder")
 N_ROOM_SURFACES = 5  # back, left, right, ceiling, floor: instance ids 0..4
 _INF = np.float64(np.inf)
 
 
-def _rays(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+def rays(focal: np.ndarray, size: int) -> np.ndarray:
     """Unnormalised ray directions (n, 3, H, W) with d_z = 1, so t = z-depth."""
-    focal = size * rng.uniform(0.9, 1.3, n)
     coords = np.arange(size) + 0.5 - size / 2
     dx = coords[None, None, :] / focal[:, None, None]
     dy = coords[None, :, None] / focal[:, None, None]
@@ -217,7 +217,8 @@ def _boundaries(inst: np.ndarray) -> np.ndarray:
 def render_scenes(n: int, size: int, seed: int, max_objects: int = 4) -> dict[str, np.ndarray]:
     """Renders n scenes of size x size pixels; deterministic in its arguments."""
     rng = np.random.default_rng(seed)
-    d = _rays(rng, n, size)
+    focal = size * rng.uniform(0.9, 1.3, n)
+    d = rays(focal, size)
     hits = _Hits(n, size)
     room = _room(hits, d, rng)
     obj_classes = _objects(hits, d, room, rng, max_objects)
@@ -234,4 +235,5 @@ def render_scenes(n: int, size: int, seed: int, max_objects: int = 4) -> dict[st
         "normals": normals.astype(np.float32),
         "edges": _boundaries(inst),
         "saliency": (inst >= N_ROOM_SURFACES).astype(np.uint8),
+        "focal": focal.astype(np.float32),
     }

@@ -97,10 +97,10 @@ def _mbv2(stem: int, settings: list[tuple[int, int, int, int]], stem_stride=1) -
 
 
 BACKBONES: dict[str, BackboneSpec] = {
-    # CPU-sized streams for 32-48 px scenes: 4 branching layers, output stride 4.
-    "tiny-resnet": _resnet(16, [(16, 1, 1), (24, 1, 2), (32, 1, 1), (32, 1, 2)]),
-    "tiny-resnet6": _resnet(16, [(16, 2, 1), (24, 2, 2), (32, 2, 2)]),
-    "tiny-mbv2": _mbv2(16, [(1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 1, 2)]),
+    # CPU-sized streams for 32-48 px scenes: 4 (or 6) branching layers, output stride 4.
+    "tiny-resnet": _resnet(16, [(16, 1, 1), (24, 1, 2), (32, 1, 1), (32, 1, 1)], stem_stride=2),
+    "tiny-resnet6": _resnet(16, [(16, 2, 1), (24, 2, 2), (32, 2, 1)], stem_stride=2),
+    "tiny-mbv2": _mbv2(16, [(1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 1, 1)], stem_stride=2),
     # The paper's backbones (ImageNet-style strides; 16 and 17 branching layers).
     # The stem here is one 3x3 ConvBN instead of ResNet's 7x7 + max-pool.
     "resnet34": _resnet(64, [(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)], stem_stride=4),

@@ -1,0 +1,124 @@
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from trainer.config import load_config
+from trainer.models import build_models
+from trainer.tree import identity_tree, path
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    m = build_models(load_config("tiny"))
+    for module in m.modules().values():
+        module.eval()
+        # Non-trivial BN statistics so a wrong node or delta shows up in outputs.
+        for bn in module.modules():
+            if isinstance(bn, torch.nn.BatchNorm2d):
+                bn.running_mean.uniform_(-0.2, 0.2)
+                bn.running_var.uniform_(0.5, 1.5)
+                bn.weight.data.uniform_(0.5, 1.5)
+                bn.bias.data.uniform_(-0.2, 0.2)
+    return m
+
+
+def random_tree(n_layers, n_tasks, rng):
+    return tuple(tuple(rng.randrange(n_tasks) for _ in range(n_tasks)) for _ in range(n_layers))
+
+
+def naive(anchor, x, tree, deltas=None):
+    """Each task's path computed on its own, recomputing shared prefixes."""
+    outs = []
+    for task in range(anchor.n_tasks):
+        y = x
+        for layer, stream in enumerate(path(tree, task)):
+            y = run(anchor.node(layer, stream), y, (deltas or {}).get((layer, stream)))
+        outs.append(anchor.heads[task](y))
+    return outs
+
+
+def run(module, x, delta):
+    from trainer.models.anchor import run_node
+    return run_node(module, x, delta)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_tree_execution_equals_naive_per_task_paths(models, seed):
+    rng = random.Random(seed)
+    anchor = models.anchor
+    tree = random_tree(anchor.n_layers, anchor.n_tasks, rng)
+    x = torch.randn(2, 3, 16, 16)
+    r = torch.tensor([0.2, 0.5, 0.3])
+    deltas = {k: {n: torch.randn_like(v) * 0.1 for n, v in d.items()} for k, d in models.weight(r, 0.5).items()}
+    with torch.no_grad():
+        for got, want in zip(anchor.forward_tree(x, tree, deltas), naive(anchor, x, tree, deltas)):
+            torch.testing.assert_close(got, want)
+
+
+def test_identity_tree_equals_single_task_streams(models):
+    anchor, x = models.anchor, torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        outs = anchor.forward_tree(x, identity_tree(anchor.n_layers, anchor.n_tasks))
+        for i, out in enumerate(outs):
+            torch.testing.assert_close(out, anchor.forward_stream(x, i))
+
+
+def test_mixed_with_one_hot_samples_equals_tree(models):
+    anchor = models.anchor
+    tree = random_tree(anchor.n_layers, anchor.n_tasks, random.Random(11))
+    nus = [F.one_hot(torch.tensor(row), anchor.n_tasks).float() for row in tree]
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        for got, want in zip(anchor.forward_mixed(x, nus), anchor.forward_tree(x, tree)):
+            torch.testing.assert_close(got, want)
+
+
+def test_mixed_passes_gradient_to_branching_samples(models):
+    anchor = models.anchor
+    logits = torch.zeros(anchor.n_layers, anchor.n_tasks, anchor.n_tasks, requires_grad=True)
+    nus = [F.gumbel_softmax(lg, tau=1.0, dim=-1) for lg in logits]
+    sum(o.square().mean() for o in anchor.forward_mixed(torch.randn(2, 3, 16, 16), nus)).backward()
+    assert logits.grad.abs().sum(dim=(1, 2)).gt(0).all()  # every layer's choice gets a gradient
+
+
+def test_bn_deltas_shift_outputs_and_leave_anchor_untouched(models):
+    anchor = models.anchor
+    before = {k: v.clone() for k, v in anchor.state_dict().items()}
+    tree, x = identity_tree(anchor.n_layers, anchor.n_tasks), torch.randn(2, 3, 16, 16)
+    zero = {k: {n: torch.zeros_like(v) for n, v in d.items()} for k, d in models.weight(torch.ones(3) / 3, 0.0).items()}
+    with torch.no_grad():
+        base = anchor.forward_tree(x, tree)
+        torch.testing.assert_close(anchor.forward_tree(x, tree, zero), base)
+        bumped = {k: {n: v + 0.5 for n, v in d.items()} for k, d in zero.items()}
+        assert not torch.allclose(anchor.forward_tree(x, tree, bumped)[0], base[0])
+    for k, v in anchor.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_weight_hypernet_starts_at_zero_and_covers_every_bn(models):
+    from trainer.models.hypernets import WeightHypernet
+    anchor = models.anchor
+    fresh = WeightHypernet(anchor.node_bn_layout(), anchor.n_tasks)
+    deltas = fresh(torch.tensor([0.1, 0.1, 0.8]), 1.0)
+    assert len(deltas) == (anchor.n_layers + 1) * anchor.n_tasks
+    for (layer, stream), d in deltas.items():
+        bns = {n for n, m in anchor.node(layer, stream).named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+        assert {k.rsplit(".", 1)[0] for k in d} == bns
+        assert all(torch.count_nonzero(v) == 0 for v in d.values())
+
+
+def test_edge_hypernet_shapes_and_argmax_tree(models):
+    edge = models.edge
+    logits = edge(torch.tensor([0.2, 0.3, 0.5]), 0.5)
+    assert logits.shape == (edge.n_layers, 3, 3)
+    tree = edge.tree(torch.tensor([0.2, 0.3, 0.5]), 0.5)
+    assert tree == tuple(tuple(int(i) for i in row) for row in logits.argmax(-1))
+
+
+def test_phn_bn_outputs_every_task(models):
+    outs = models.phn_bn(torch.randn(2, 3, 16, 16), torch.tensor([0.2, 0.3, 0.5]))
+    assert [o.shape[1] for o in outs] == [5, 1, 3]
+    assert all(o.shape[-2:] == (16, 16) for o in outs)

@@ -1,0 +1,71 @@
+"""End-to-end CLI behaviour: tiny fit + eval, resume after Ctrl-C, exit codes."""
+
+import json
+
+import pytest
+import torch
+
+from trainer import train
+from trainer.cli import main
+
+
+@pytest.mark.slow
+def test_fit_then_eval_via_cli(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["fit", "--config", "tiny", "--out", str(run), "--set", "train.phn_bn.steps=3"]) == 0
+    assert (run / "model.ckpt").is_file() and (run / "log.jsonl").is_file()
+    assert main(["eval", "--run", str(run), "--set", "n_prefs=3"]) == 0
+    result = json.loads((run / "eval.json").read_text())
+    assert len(result["preferences"]) == 3
+    assert "HV" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_interrupted_fit_resumes_to_the_same_model(tmp_path, monkeypatch):
+    straight = tmp_path / "straight"
+    train.fit(_cfg(), straight)
+
+    calls = {"n": 0}
+    real = train.get_temperature
+
+    def interrupt_once(step, steps, cfg):
+        calls["n"] += 1
+        if calls["n"] == 5:  # edge stage, step 4: after one partial checkpoint (every 4)
+            raise KeyboardInterrupt
+        return real(step, steps, cfg)
+
+    resumed = tmp_path / "resumed"
+    monkeypatch.setattr(train, "get_temperature", interrupt_once)
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(_cfg(), resumed)
+    assert (resumed / "stages" / "edge.partial.pt").is_file()
+    assert not (resumed / "model.ckpt").exists()
+    monkeypatch.setattr(train, "get_temperature", real)
+    train.fit(_cfg(), resumed)
+    assert not (resumed / "stages" / "edge.partial.pt").exists()
+    a = torch.load(straight / "model.ckpt", weights_only=True)["states"]
+    b = torch.load(resumed / "model.ckpt", weights_only=True)["states"]
+    for key in a:
+        for name in a[key]:
+            torch.testing.assert_close(a[key][name], b[key][name], msg=f"{key}.{name}")
+
+
+def _cfg():
+    from trainer.config import load_config
+    return load_config("tiny")
+
+
+def test_bad_config_exits_2_with_message(tmp_path, capsys):
+    assert main(["fit", "--config", "tiny", "--out", str(tmp_path / "r"), "--set", "data.tasks=[semseg, deph]"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown task(s) ['deph']" in err
+    assert main(["eval", "--run", str(tmp_path / "nothing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_rerun_with_other_config_is_refused(tmp_path, capsys):
+    run = tmp_path / "r"
+    (run).mkdir()
+    (run / "config.yaml").write_text("name: something-else\n")
+    assert main(["fit", "--config", "tiny", "--out", str(run)]) == 2
+    assert "different config" in capsys.readouterr().err

@@ -61,21 +61,37 @@ class MethodConfig:
 
     embed_dim: int = 32
     edge_hidden: tuple[int, ...] = (100, 100)
+    edge_init_identity: float = 0.0  # logit bias towards parent j for child j at init
     weight_hidden: tuple[int, ...] = (100, 100, 100)
     tau: float | None = None  # None: 0.6 / N (appendix H)
     lambda_active: float = 1.0
     lambda_inactive: float = 0.1
     dirichlet: float = 0.2
+    prefs_per_step: int = 4  # preferences per batch (the batch is split between them)
     temp_init: float = 5.0
     temp_decay: float = 0.97
     temp_every: int | None = None  # None: 300 steps scaled from the paper's 30K
     gumbel_hard: bool = False  # straight-through instead of soft mixing
+    # How the task loss reaches the edge hypernet: "relaxed" runs the Gumbel-softmax
+    # mixture of parents (paper eq. 1/4); "reinforce" scores sampled discrete trees.
+    edge_gradient: str = "relaxed"
+    reinforce_samples: int = 4
     loss_weights: tuple[float, ...] | None = None  # None: 1 / single-task val loss
     affinity_samples: int = 64
     # Table 6 ablations: switch off parts of the active loss / task split.
     layer_weighting: bool = True
     use_affinity: bool = True
     task_split: bool = True
+
+    def __post_init__(self):
+        if self.edge_gradient not in ("relaxed", "reinforce"):
+            raise TrainerError(f"method.edge_gradient: expected 'relaxed' or 'reinforce', "
+                               f"found {self.edge_gradient!r}")
+        if self.reinforce_samples < 2 or self.prefs_per_step < 1:
+            raise TrainerError("method.reinforce_samples must be >= 2 and method.prefs_per_step >= 1, "
+                               f"found {self.reinforce_samples} and {self.prefs_per_step}")
+        if self.tau is not None and not 0 < self.tau <= 1:
+            raise TrainerError(f"method.tau: expected a threshold in (0, 1], found {self.tau}")
 
 
 @dataclass(frozen=True)

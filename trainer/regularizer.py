@@ -64,7 +64,10 @@ def inactive_loss(nus, r_active) -> torch.Tensor:
     if len(act) == 0 or len(ina) == 0:
         return total
     for nu in nus:
-        d = ((nu[ina][:, None, :] - nu[act][None, :, :]) ** 2).sum(-1)  # (|I|, |A|)
+        # Inactive tasks mimic the active ones, not the other way round: the
+        # active rows are targets (no gradient), so a dominant task keeps the
+        # branching its own loss asks for instead of being dragged to a compromise.
+        d = ((nu[ina][:, None, :] - nu[act].detach()[None, :, :]) ** 2).sum(-1)  # (|I|, |A|)
         total = total + d.min(dim=1).values.sum()
     return total
 

@@ -32,7 +32,7 @@ from trainer.errors import TrainerError
 from trainer.models import Models, build_models
 from trainer.regularizer import RegularizerConfig, branching_regularizer, rsa_affinity
 from trainer.tasks import get_tasks
-from trainer.tree import identity_tree
+from trainer.tree import identity_tree, used_nodes
 
 # Images are RGB uint8; the network sees (x / 255 - MEAN) / STD. The runtime
 # reproduces this from the input spec stored in the checkpoint.
@@ -81,6 +81,26 @@ def weighted_task_loss(tasks, outs, ys, weights, r=None):
     losses = [t.loss(o, y) for t, o, y in zip(tasks, outs, ys)]
     coef = weights if r is None else r * weights
     return sum(cf * lo for cf, lo in zip(coef, losses)), [float(lo.detach()) for lo in losses]
+
+
+def reinforce_task_loss(anchor, tasks, logits, temp, x, ys, w, r, samples: int):
+    """Score-function estimate of grad E_T[sum_i r_i w_i L_i(T)] for trees T drawn
+    from softmax(logits / temp), with a leave-one-out baseline over `samples`
+    trees on the same images. Only used children's choices enter log p(T).
+
+    Returns (surrogate whose gradient is the estimate, mean task loss). Why: with
+    a frozen anchor the relaxed (mixing) gradient can point away from the best
+    discrete parent (see README); this one scores the trees actually run.
+    """
+    dist = torch.distributions.Categorical(logits=logits / temp)
+    trees = dist.sample((samples,))  # (K, L, N): parent of child j at layer l
+    with torch.no_grad():
+        values = torch.stack([weighted_task_loss(tasks, anchor.forward_tree(x, t.tolist()), ys, w, r)[0]
+                              for t in trees])
+    used = torch.tensor([[row for row in used_nodes(t.tolist())[1:]] for t in trees])
+    logp = (dist.log_prob(trees) * used).sum((1, 2))
+    advantage = values - (values.sum() - values) / (samples - 1)
+    return (advantage * logp).mean(), values.mean()
 
 
 class RunDir:
@@ -179,6 +199,17 @@ class Fit:
         seed = int(self.rng(name + "/batch", step).integers(2**62))
         return self.train.sample(torch.Generator().manual_seed(seed), stage.batch_size)
 
+    def groups(self, stage: StageConfig, step: int, name: str):
+        """Splits one batch into prefs_per_step groups, each with its own (r, c):
+        the hypernets see several preferences per update for the same compute."""
+        x, ys = self.batch(stage, step, name)
+        k = self.cfg.method.prefs_per_step
+        rng = self.rng(name, step)
+        for g in range(k):
+            r, c = sample_preference(rng, self.n, self.cfg.method.dirichlet)
+            sl = slice(g * len(x) // k, (g + 1) * len(x) // k)
+            yield r, c, x[sl], [y[sl] for y in ys]
+
     # -- stages -------------------------------------------------------------
     def stage_single(self) -> None:
         anchor, st = self.models.anchor, self.cfg.train.single
@@ -218,14 +249,21 @@ class Fit:
         self.freeze(anchor)
 
         def step_fn(step):
-            r, c = sample_preference(self.rng("edge", step), self.n, m.dirichlet)
-            x, ys = self.batch(st, step, "edge")
             temp = get_temperature(step, st.steps, self.cfg)
-            logits = edge(r, c)
-            nus = [F.gumbel_softmax(lg, tau=temp, hard=m.gumbel_hard, dim=-1) for lg in logits]
-            task, _ = weighted_task_loss(self.tasks, anchor.forward_mixed(x, nus), ys, w, r)
-            omega, parts = branching_regularizer(nus, r, c, aff, reg)
-            return task + omega, {"task": task.item(), "omega": omega.item(), "temp": temp, **parts}
+            losses, logs = [], {}
+            for r, c, x, ys in self.groups(st, step, "edge"):
+                logits = edge(r, c)
+                nus = [F.gumbel_softmax(lg, tau=temp, hard=m.gumbel_hard, dim=-1) for lg in logits]
+                if m.edge_gradient == "reinforce":
+                    surrogate, task = reinforce_task_loss(anchor, self.tasks, logits, temp, x, ys, w, r,
+                                                          m.reinforce_samples)
+                else:
+                    task = surrogate = weighted_task_loss(self.tasks, anchor.forward_mixed(x, nus), ys, w, r)[0]
+                omega, parts = branching_regularizer(nus, r, c, aff, reg)
+                losses.append(surrogate + omega)
+                for k, v in {"task": float(task), "omega": omega.item(), **parts}.items():
+                    logs[k] = logs.get(k, 0.0) + v / m.prefs_per_step
+            return torch.stack(losses).mean(), {"temp": temp, **logs}
 
         self._stage("edge", edge, st, step_fn, save=lambda: {"edge_hypernet": edge.state_dict()})
 
@@ -236,10 +274,9 @@ class Fit:
         self.freeze(edge)
 
         def step_fn(step):
-            r, c = sample_preference(self.rng("weight", step), self.n, self.cfg.method.dirichlet)
-            x, ys = self.batch(st, step, "weight")
-            outs = anchor.forward_tree(x, edge.tree(r, c), hyper(r, c))
-            return weighted_task_loss(self.tasks, outs, ys, w, r)[0], {}
+            losses = [weighted_task_loss(self.tasks, anchor.forward_tree(x, edge.tree(r, c), hyper(r, c)), ys, w, r)[0]
+                      for r, c, x, ys in self.groups(st, step, "weight")]
+            return torch.stack(losses).mean(), {}
 
         self._stage("weight", hyper, st, step_fn, save=lambda: {"weight_hypernet": hyper.state_dict()})
 
@@ -248,9 +285,9 @@ class Fit:
         phn.train()
 
         def step_fn(step):
-            r, _ = sample_preference(self.rng("phn_bn", step), self.n, self.cfg.method.dirichlet)
-            x, ys = self.batch(st, step, "phn_bn")
-            return weighted_task_loss(self.tasks, phn(x, r), ys, w, r)[0], {}
+            losses = [weighted_task_loss(self.tasks, phn(x, r), ys, w, r)[0]
+                      for r, _, x, ys in self.groups(st, step, "phn_bn")]
+            return torch.stack(losses).mean(), {}
 
         self._stage("phn_bn", phn, st, step_fn, save=lambda: {"phn_bn": phn.state_dict()})
 

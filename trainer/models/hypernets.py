@@ -38,12 +38,19 @@ def mlp(dim_in: int, hidden: Sequence[int]) -> nn.Sequential:
 class EdgeHypernet(nn.Module):
     """(r, c) -> branching logits alpha of shape (L, N, N); row j = child j."""
 
-    def __init__(self, n_tasks: int, n_layers: int, embed_dim: int = 32, hidden: Sequence[int] = (100, 100)):
+    def __init__(self, n_tasks: int, n_layers: int, embed_dim: int = 32, hidden: Sequence[int] = (100, 100),
+                 init_identity: float = 0.0):
         super().__init__()
         self.n_tasks, self.n_layers = n_tasks, n_layers
         self.embed = PreferenceEmbedding(n_tasks, embed_dim)
         self.body = mlp(embed_dim, hidden)
         self.heads = nn.ModuleList(nn.Linear(hidden[-1], n_tasks * n_tasks) for _ in range(n_layers))
+        # Optional prior towards the anchor itself (child j reads parent j): every
+        # preference then starts from the best tree for task loss alone, and the
+        # regulariser, not random search, decides where to share.
+        with torch.no_grad():
+            for head in self.heads:
+                head.bias += init_identity * torch.eye(n_tasks).flatten()
 
     def forward(self, r: torch.Tensor, c: torch.Tensor | float) -> torch.Tensor:
         h = self.body(self.embed(r, c))

@@ -72,6 +72,11 @@ def load_checkpoint(path: str | Path) -> tuple[FitConfig, Models, dict]:
     cfg = from_dict(FitConfig, payload["config"], where="checkpoint config")
     models = build_models(cfg)
     for key, module in models.modules().items():
-        module.load_state_dict(payload["states"][key])
+        try:
+            module.load_state_dict(payload["states"][key])
+        except RuntimeError as exc:  # shapes or names differ from this code's models
+            first = str(exc).strip().splitlines()[-1].strip()[:300]
+            raise TrainerError(f"{path}: the {key} weights do not fit the model this trainer builds from "
+                               f"the checkpoint's config (made by another version?): {first}") from None
         module.eval()
     return cfg, models, payload

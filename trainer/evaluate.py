@@ -14,12 +14,15 @@ Also the trees of one-hot preferences (which should be one trunk).
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import moocore
 import numpy as np
 import torch
 from rich.console import Console
+from rich.progress import track
 from rich.table import Table
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -31,6 +34,9 @@ from trainer.models.blocks import count_params
 from trainer.tasks import get_tasks
 from trainer.train import Split
 from trainer.tree import identity_tree, prune, streams_per_layer, used_nodes
+
+
+_QUIET = not sys.stderr.isatty()  # transient bars print blank lines into logs
 
 
 def uniformity(losses: np.ndarray, r: np.ndarray) -> float:
@@ -115,7 +121,8 @@ def _ours_rows(ev: Evaluator, prefs: np.ndarray, ref, ecfg: EvalConfig) -> list[
         control = count_params(m.edge) + (count_params(m.weight) if adapt else 0)
         for c in (0.0, 1.0):
             losses, metrics = [], []
-            for r in prefs:
+            label = f"{'ours' if adapt else 'w/o adapt'} c={c:.0f}"
+            for r in track(prefs, description=f"{label:>14}", transient=True, disable=_QUIET):
                 rt = torch.tensor(r, dtype=torch.float32)
                 tree = m.edge.tree(rt, c)
                 if adapt:
@@ -142,7 +149,8 @@ def _baseline_rows(ev: Evaluator, prefs: np.ndarray, ref) -> list[dict]:
     params, flops = ev.tree_cost(ident)
     single = _row("Single-Task", [lo], [me], prefs[:1], ref, params, flops, None, with_unif=False)
     phn = ev.models.phn_bn
-    scored = [ev.score(lambda x, r=r: phn(x, torch.tensor(r, dtype=torch.float32))) for r in prefs]
+    scored = [ev.score(lambda x, r=r: phn(x, torch.tensor(r, dtype=torch.float32)))
+              for r in track(prefs, description=f"{'PHN-BN':>14}", transient=True, disable=_QUIET)]
     net = torch.nn.Sequential(*phn.network_modules())
     p_params = count_params(net)
     p_flops = _flops(lambda x: _phn_static(phn, x), ev.cfg.data.size)
@@ -184,7 +192,10 @@ def evaluate(run_dir: str | Path, ecfg: EvalConfig | None = None, console: Conso
     result = {"run": str(run_dir), "split": ecfg.split, "hv_ref": ref.tolist(),
               "tasks": [t.describe() for t in ev.tasks], "full_anchor_params": ev.full_params,
               "preferences": prefs.tolist(), "rows": rows, "one_hot": one_hot_trees(ev)}
-    (Path(run_dir) / "eval.json").write_text(json.dumps(result, indent=1))
+    path = Path(run_dir) / "eval.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, path)  # a crash never leaves a truncated eval.json
     print_tables(result, console or _console())
     return result
 

@@ -1,0 +1,6 @@
+"""The one exception type that crosses the runtime's boundary."""
+
+
+class EdgeRuntimeError(Exception):
+    """Bad preferences, budgets, frames or bundles; messages say what was
+    expected and what was found. CLIs turn it into exit code 2."""

@@ -1,0 +1,30 @@
+"""BatchNorm folding (DESIGN.md section 5), in numpy so the runtime can fold
+weights for preferences the compiled grid does not hold; the compiler uses the
+same function."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def fold_conv_bn(weight: np.ndarray, bias: np.ndarray | None, gamma: np.ndarray, beta: np.ndarray,
+                 mean: np.ndarray, var: np.ndarray, eps: float,
+                 dgamma: np.ndarray | None = None, dbeta: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Folds BN(conv(x)) with hypernet deltas into one conv: returns (W_f, b_f).
+
+    gamma' = gamma + dgamma, beta' = beta + dbeta, s = gamma' / sqrt(var + eps),
+    W_f = W * s[:, None, None, None], b_f = (b - mu) * s + beta'.
+    Computed in float64 and returned in the weight's dtype, so folding adds no
+    rounding beyond the final cast.
+    """
+    out_ch = weight.shape[0]
+    for name, arr in (("gamma", gamma), ("beta", beta), ("mean", mean), ("var", var)):
+        if np.shape(arr) != (out_ch,):
+            raise ValueError(f"fold_conv_bn: {name} must have shape ({out_ch},), found {np.shape(arr)}")
+    g = np.asarray(gamma, np.float64) + (0.0 if dgamma is None else np.asarray(dgamma, np.float64))
+    b_bn = np.asarray(beta, np.float64) + (0.0 if dbeta is None else np.asarray(dbeta, np.float64))
+    scale = g / np.sqrt(np.asarray(var, np.float64) + eps)
+    w_f = np.asarray(weight, np.float64) * scale.reshape(-1, *([1] * (weight.ndim - 1)))
+    b0 = np.zeros(out_ch) if bias is None else np.asarray(bias, np.float64)
+    b_f = (b0 - np.asarray(mean, np.float64)) * scale + b_bn
+    return w_f.astype(weight.dtype), b_f.astype(weight.dtype)

@@ -261,7 +261,7 @@ class Fit:
                     task = surrogate = weighted_task_loss(self.tasks, anchor.forward_mixed(x, nus), ys, w, r)[0]
                 omega, parts = branching_regularizer(nus, r, c, aff, reg)
                 losses.append(surrogate + omega)
-                for k, v in {"task": float(task), "omega": omega.item(), **parts}.items():
+                for k, v in {"task": float(task.detach()), "omega": omega.item(), **parts}.items():
                     logs[k] = logs.get(k, 0.0) + v / m.prefs_per_step
             return torch.stack(losses).mean(), {"temp": temp, **logs}
 

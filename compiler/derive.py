@@ -1,0 +1,85 @@
+"""Derive a standalone, BN-folded PyTorch module for one tree (+ BN deltas).
+
+The module holds only the used nodes of the anchor net, each computed once
+(shared prefixes are shared), with every ConvBN folded into a biased conv by
+`runtime.fold.fold_conv_bn` - the same code the runtime uses. Parameter names
+are stable and readable (`nodes.n2_1.conv1.0.weight`: node (2, 1), i.e. stream
+1's block at layer 2), which makes them usable as ONNX initializer names and as
+keys of the weight files bound at load time.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from runtime.fold import fold_conv_bn
+from runtime.signature import canonical_tree
+from trainer.models.anchor import AnchorNet
+from trainer.models.blocks import conv_bn_pairs
+from trainer.tree import used_nodes
+
+
+def node_key(layer: int, stream: int) -> str:
+    return f"n{layer}_{stream}"
+
+
+@torch.no_grad()
+def fold_module(module: nn.Module, delta: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
+    """A folded copy of `module`: each ConvBN's BN (shifted by `delta`, keyed by
+    '<bn name>.weight|bias') merged into its conv, the BN replaced by Identity."""
+    out = copy.deepcopy(module).eval()
+    delta = delta or {}
+    for conv_name, bn_name in conv_bn_pairs(out):
+        conv, bn = out.get_submodule(conv_name), out.get_submodule(bn_name)
+        w, b = fold_conv_bn(
+            conv.weight.double().numpy(), None if conv.bias is None else conv.bias.double().numpy(),
+            bn.weight.double().numpy(), bn.bias.double().numpy(), bn.running_mean.double().numpy(),
+            bn.running_var.double().numpy(), bn.eps,
+            _np(delta.get(f"{bn_name}.weight")), _np(delta.get(f"{bn_name}.bias")))
+        fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                          conv.dilation, conv.groups, bias=True)
+        fused.weight.copy_(torch.from_numpy(w.astype(np.float32)))
+        fused.bias.copy_(torch.from_numpy(b.astype(np.float32)))
+        parent_name, _, leaf = conv_name.rpartition(".")
+        parent = out.get_submodule(parent_name) if parent_name else out
+        setattr(parent, leaf, fused)
+        setattr(parent, bn_name.rpartition(".")[2], nn.Identity())
+    return out
+
+
+def _np(t: torch.Tensor | None) -> np.ndarray | None:
+    return None if t is None else t.detach().double().numpy()
+
+
+class TreeModule(nn.Module):
+    """Inference module for one tree: used nodes only, BN folded, one output per task."""
+
+    def __init__(self, anchor: AnchorNet, parents: Sequence[Sequence[int]],
+                 deltas: Mapping[tuple[int, int], Mapping[str, torch.Tensor]] | None = None):
+        super().__init__()
+        self.tree = canonical_tree(parents)
+        self.task_names = list(anchor.task_names)
+        used = used_nodes(self.tree)
+        deltas = deltas or {}
+        self.order = [(l, i) for l, row in enumerate(used) for i, u in enumerate(row) if u]
+        self.nodes = nn.ModuleDict({node_key(l, i): fold_module(anchor.node(l, i), deltas.get((l, i)))
+                                    for l, i in self.order})
+        self.heads = nn.ModuleList(fold_module(h) for h in anchor.heads)
+        self.n_layers = anchor.n_layers
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outs: dict[tuple[int, int], torch.Tensor] = {}
+        for l, i in self.order:
+            inp = x if l == 0 else outs[(l - 1, self.tree[l - 1][i])]
+            outs[(l, i)] = self.nodes[node_key(l, i)](inp)
+        return tuple(head(outs[(self.n_layers, j)]) for j, head in enumerate(self.heads))
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """Every parameter by name (float32): one distinct weight set of this tree."""
+        return {k: v.detach().numpy().astype(np.float32) for k, v in self.state_dict().items()}

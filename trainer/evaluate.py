@@ -191,13 +191,57 @@ def evaluate(run_dir: str | Path, ecfg: EvalConfig | None = None, console: Conso
     rows = _baseline_rows(ev, prefs, ref) + _ours_rows(ev, prefs, ref, ecfg)
     result = {"run": str(run_dir), "split": ecfg.split, "hv_ref": ref.tolist(),
               "tasks": [t.describe() for t in ev.tasks], "full_anchor_params": ev.full_params,
-              "preferences": prefs.tolist(), "rows": rows, "one_hot": one_hot_trees(ev)}
-    path = Path(run_dir) / "eval.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, path)  # a crash never leaves a truncated eval.json
+              "preferences": prefs.tolist(), "rows": rows, "one_hot": one_hot_trees(ev),
+              "goals": goals(rows)}
+    _write_atomic(Path(run_dir) / "eval.json", json.dumps(result, indent=1))
+    _write_atomic(Path(run_dir) / "eval.md", markdown_tables(result))
     print_tables(result, console or _console())
     return result
+
+
+def goals(rows: list[dict]) -> list[dict]:
+    """The issue's controllability goals, measured from the table rows."""
+    by = {r["method"]: r for r in rows}
+    single, phn = by["Single-Task"], by["PHN-BN"]
+    ours0, ours1 = by["Ours, c=0.0"], by["Ours, c=1.0"]
+    unif = min(ours0["uniformity"], ours1["uniformity"])  # both c = 0 and c = 1 must beat PHN-BN
+    hv_ratio = ours0["hv"] / single["hv"] if single["hv"] > 0 else float("nan")
+    p_ratio = ours1["params"] / ours0["params"]
+    return [
+        {"goal": "uniformity(ours) > uniformity(PHN-BN)", "measured": f"c=0 {ours0['uniformity']:.3f}, c=1 {ours1['uniformity']:.3f} vs {phn['uniformity']:.3f}",
+         "met": bool(unif > phn["uniformity"])},
+        {"goal": "HV(ours, c=0) >= 0.97 x HV(Single-Task)", "measured": f"{hv_ratio:.3f} x",
+         "met": bool(hv_ratio >= 0.97)},
+        {"goal": "params(c=1) <= 0.9 x params(c=0)", "measured": f"{p_ratio:.3f} x", "met": bool(p_ratio <= 0.9)},
+    ]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)  # a crash never leaves a truncated file
+
+
+def markdown_tables(result: dict) -> str:
+    """The eval tables as GitHub Markdown (RUN_DIR/eval.md)."""
+    ref = ",".join(f"{v:g}" for v in result["hv_ref"])
+    tasks = [f"{t['name']} {t['metric']} {'↑' if t['higher_is_better'] else '↓'}" for t in result["tasks"]]
+    head = ["Method", f"HV ↑ [{ref}]", "Unif. ↑", "Inf. params ↓", "share of anchor", "GFLOPs ↓",
+            "Control params", *tasks]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in result["rows"]:
+        unif = "-" if row["uniformity"] is None else f"{row['uniformity']:.3f}"
+        ctrl = "-" if row["control_params"] is None else _fmt_params(row["control_params"])
+        cells = [row["method"], f"{row['hv']:.4f}", unif, _fmt_params(row["params"]), f"{row['param_share']:.3f}",
+                 f"{row['gflops']:.4f}", ctrl, *[f"{v:.3f}" for v in row["metrics"]]]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "| one-hot task | c | used nodes per layer (stems .. last block) | param share |", "|---|---|---|---|"]
+    for o in result["one_hot"]:
+        lines.append(f"| {o['task']} | {o['c']:.0f} | {' '.join(map(str, o['streams_per_layer']))} | "
+                     f"{o['param_share']:.3f} |")
+    lines += ["", "| goal | measured | met |", "|---|---|---|"]
+    lines += [f"| {g['goal']} | {g['measured']} | {'yes' if g['met'] else 'no'} |" for g in result["goals"]]
+    return "\n".join(lines) + "\n"
 
 
 def _console() -> Console:
@@ -230,5 +274,10 @@ def print_tables(result: dict, console: Console) -> None:
         trees.add_column(col)
     for o in result["one_hot"]:
         trees.add_row(o["task"], f"{o['c']:.0f}", " ".join(map(str, o["streams_per_layer"])), f"{o['param_share']:.3f}")
-    for t in (table, metrics, trees):
+    goal_table = Table(title="Goals")
+    for col in ("goal", "measured", "met"):
+        goal_table.add_column(col)
+    for g in result["goals"]:
+        goal_table.add_row(g["goal"], g["measured"], "yes" if g["met"] else "no")
+    for t in (table, metrics, trees, goal_table):
         console.print(t)

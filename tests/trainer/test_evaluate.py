@@ -41,6 +41,7 @@ def test_evaluate_tiny_run_writes_complete_table(tiny_run):
     from trainer.evaluate import evaluate
     result = evaluate(tiny_run)
     saved = json.loads((tiny_run / "eval.json").read_text())
+    assert (tiny_run / "eval.md").read_text().count("| Ours") == 4
     names = [r["method"] for r in saved["rows"]]
     assert names == ["Single-Task", "PHN-BN", "Ours w/o adaptation, c=0.0", "Ours w/o adaptation, c=1.0",
                      "Ours, c=0.0", "Ours, c=1.0"]
@@ -54,5 +55,6 @@ def test_evaluate_tiny_run_writes_complete_table(tiny_run):
     assert rows["Ours, c=0.0"]["params"] == rows["Ours w/o adaptation, c=0.0"]["params"]
     assert rows["Ours, c=0.0"]["control_params"] > rows["Ours w/o adaptation, c=0.0"]["control_params"]
     assert len(saved["one_hot"]) == 6
+    assert [g["met"] in (True, False) for g in saved["goals"]] == [True] * 3
     for o in saved["one_hot"]:
         assert o["streams_per_layer"][-1] == 3 and len(o["tree"]) == 4

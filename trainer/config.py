@@ -42,6 +42,7 @@ class ModelConfig:
 
     backbone: str = "tiny-resnet"
     width: float = 1.0  # channel multiplier applied to the preset
+    shared_init: bool = True  # all streams start from the same weights (see AnchorNet)
     head_channels: int = 32
 
 

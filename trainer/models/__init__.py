@@ -31,7 +31,7 @@ def build_models(cfg: FitConfig) -> Models:
     tasks = get_tasks(cfg.data.tasks)
     backbone = get_backbone(cfg.model.backbone, cfg.model.width)
     m = cfg.method
-    anchor = AnchorNet(tasks, backbone, cfg.model.head_channels, cfg.data.size)
+    anchor = AnchorNet(tasks, backbone, cfg.model.head_channels, cfg.data.size, cfg.model.shared_init)
     edge = EdgeHypernet(len(tasks), anchor.n_layers, m.embed_dim, m.edge_hidden, m.edge_init_identity)
     weight = WeightHypernet(anchor.node_bn_layout(), len(tasks), m.embed_dim, m.weight_hidden)
     phn = PHNBN(tasks, backbone, cfg.model.head_channels, cfg.data.size, m.embed_dim, m.weight_hidden)

@@ -37,12 +37,22 @@ def run_node(module: nn.Module, x: torch.Tensor, delta: Mapping[str, torch.Tenso
 
 
 class AnchorNet(nn.Module):
-    def __init__(self, tasks: Sequence[TaskSpec], backbone: BackboneSpec, head_channels: int, image_size: int):
+    def __init__(self, tasks: Sequence[TaskSpec], backbone: BackboneSpec, head_channels: int, image_size: int,
+                 shared_init: bool = True):
         super().__init__()
         self.task_names = [t.name for t in tasks]
         self.n_tasks, self.n_layers = len(tasks), len(backbone.layers)
         self.stems = nn.ModuleList(make_stem(backbone) for _ in tasks)
         per_stream = [make_blocks(backbone) for _ in tasks]  # [stream][layer]
+        if shared_init:
+            # Every stream starts from the same weights, as the paper's streams all
+            # start from one ImageNet backbone: their features stay comparable, so a
+            # child reading another stream's node gets inputs it can use. Independent
+            # random inits give unrelated channel orders and cross-stream edges fail.
+            for i in range(1, len(tasks)):
+                self.stems[i].load_state_dict(self.stems[0].state_dict())
+                for layer, block in enumerate(per_stream[i]):
+                    block.load_state_dict(per_stream[0][layer].state_dict())
         self.blocks = nn.ModuleList(nn.ModuleList(s[l] for s in per_stream) for l in range(self.n_layers))
         cout = backbone.layers[-1].channels
         self.heads = nn.ModuleList(make_head(t.kind, cout, head_channels, t.channels, image_size) for t in tasks)

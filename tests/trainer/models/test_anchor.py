@@ -122,3 +122,19 @@ def test_phn_bn_outputs_every_task(models):
     outs = models.phn_bn(torch.randn(2, 3, 16, 16), torch.tensor([0.2, 0.3, 0.5]))
     assert [o.shape[1] for o in outs] == [5, 1, 3]
     assert all(o.shape[-2:] == (16, 16) for o in outs)
+
+
+def test_streams_share_their_initial_weights_unless_disabled():
+    from trainer.models.anchor import AnchorNet
+    from trainer.models.blocks import get_backbone
+    from trainer.tasks import get_tasks
+    tasks, spec = get_tasks(["semseg", "depth", "normals"]), get_backbone("tiny-resnet", 0.5)
+    shared = AnchorNet(tasks, spec, 8, 16)
+    for l in range(shared.n_layers + 1):
+        a, b = shared.node(l, 0).state_dict(), shared.node(l, 2).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        assert shared.node(l, 0).state_dict() is not shared.node(l, 2).state_dict()
+    shared.node(1, 0).conv1[0].weight.data.add_(1.0)  # copies, not tied parameters
+    assert not torch.equal(shared.node(1, 0).conv1[0].weight, shared.node(1, 1).conv1[0].weight)
+    independent = AnchorNet(tasks, spec, 8, 16, shared_init=False)
+    assert not torch.equal(independent.node(1, 0).conv1[0].weight, independent.node(1, 1).conv1[0].weight)

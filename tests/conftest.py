@@ -3,6 +3,23 @@
 from __future__ import annotations
 
 import pytest
+import torch
+
+
+def randomise_bn(module: torch.nn.Module) -> None:
+    """Non-trivial BN statistics and affines, so a wrong node, delta or fold
+    shows up in outputs instead of hiding behind identity BNs."""
+    for bn in module.modules():
+        if isinstance(bn, torch.nn.BatchNorm2d):
+            bn.running_mean.uniform_(-0.3, 0.3)
+            bn.running_var.uniform_(0.5, 1.5)
+            bn.weight.data.uniform_(0.5, 1.5)
+            bn.bias.data.uniform_(-0.3, 0.3)
+
+
+@pytest.fixture(name="randomise_bn")
+def _randomise_bn_fixture():
+    return randomise_bn
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -9,17 +9,8 @@ from trainer.models import build_models
 from trainer.models.blocks import BasicBlock, InvertedResidual
 
 
-def randomise_bn(module):
-    for bn in module.modules():
-        if isinstance(bn, torch.nn.BatchNorm2d):
-            bn.running_mean.uniform_(-0.3, 0.3)
-            bn.running_var.uniform_(0.5, 1.5)
-            bn.weight.data.uniform_(0.5, 1.5)
-            bn.bias.data.uniform_(-0.3, 0.3)
-
-
-@pytest.fixture(scope="module")
-def models():
+@pytest.fixture
+def models(randomise_bn):
     torch.manual_seed(0)
     m = build_models(load_config("tiny"))
     randomise_bn(m.anchor)
@@ -28,7 +19,7 @@ def models():
 
 
 @pytest.mark.parametrize("block", [BasicBlock(8, 16, 2), InvertedResidual(8, 8, 1, 4)])
-def test_folded_block_equals_block_with_deltas(block):
+def test_folded_block_equals_block_with_deltas(block, randomise_bn):
     randomise_bn(block)
     block.eval()
     delta = {f"{n}.{p}": torch.randn(m.num_features) * 0.1 for n, m in block.named_modules()

@@ -9,19 +9,13 @@ from trainer.models import build_models
 from trainer.tree import identity_tree, path
 
 
-@pytest.fixture(scope="module")
-def models():
+@pytest.fixture
+def models(randomise_bn):
     torch.manual_seed(0)
     m = build_models(load_config("tiny"))
     for module in m.modules().values():
         module.eval()
-        # Non-trivial BN statistics so a wrong node or delta shows up in outputs.
-        for bn in module.modules():
-            if isinstance(bn, torch.nn.BatchNorm2d):
-                bn.running_mean.uniform_(-0.2, 0.2)
-                bn.running_var.uniform_(0.5, 1.5)
-                bn.weight.data.uniform_(0.5, 1.5)
-                bn.bias.data.uniform_(-0.2, 0.2)
+        randomise_bn(module)
     return m
 
 

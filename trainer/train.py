@@ -182,13 +182,14 @@ class Fit:
     """State shared by the stages: config, data, models, run directory."""
 
     def __init__(self, cfg: FitConfig, out: str | Path):
-        self.cfg, self.run = cfg, RunDir(out, cfg)
-        self.tasks = get_tasks(cfg.data.tasks)
+        # Tasks and models first: a config they reject leaves no run directory behind.
+        self.cfg, self.tasks = cfg, get_tasks(cfg.data.tasks)
+        self.models: Models = build_models(cfg)
+        self.run = RunDir(out, cfg)
         self.n = len(self.tasks)
         names = [t.name for t in self.tasks]
         self.train = Split(load_split(cfg.data, "train"), names)
         self.val = Split(load_split(cfg.data, "val"), names)
-        self.models: Models = build_models(cfg)
         self.gen = torch.Generator().manual_seed(cfg.seed)
 
     def rng(self, stage: str, step: int) -> np.random.Generator:

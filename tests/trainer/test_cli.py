@@ -59,6 +59,7 @@ def test_bad_config_exits_2_with_message(tmp_path, capsys):
     assert main(["fit", "--config", "tiny", "--out", str(tmp_path / "r"), "--set", "data.tasks=[semseg, deph]"]) == 2
     err = capsys.readouterr().err
     assert "unknown task(s) ['deph']" in err
+    assert not (tmp_path / "r").exists()  # nothing half-written
     assert main(["eval", "--run", str(tmp_path / "nothing")]) == 2
     assert "does not exist" in capsys.readouterr().err
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from trainer.models.blocks import BackboneSpec, bn_names, count_params, make_blocks, make_stem
+from trainer.models.blocks import BackboneSpec, bn_names, make_blocks, make_stem
 from trainer.models.heads import make_head
 from trainer.tasks import TaskSpec
 from trainer.tree import used_nodes
@@ -65,10 +65,6 @@ class AnchorNet(nn.Module):
         """Every node with its BatchNorm (name, channels): what the weight hypernet predicts."""
         return [((l, i), bn_names(self.node(l, i)))
                 for l in range(self.n_layers + 1) for i in range(self.n_tasks)]
-
-    def node_params(self) -> list[list[int]]:
-        """params[l][i] of node (l, i); heads are counted separately."""
-        return [[count_params(self.node(l, i)) for i in range(self.n_tasks)] for l in range(self.n_layers + 1)]
 
     def forward_stream(self, x: torch.Tensor, stream: int) -> torch.Tensor:
         for l in range(self.n_layers + 1):

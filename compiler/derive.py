@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from runtime.fold import fold_conv_bn
+from runtime.fold import fold_conv_bn, fold_params
 from runtime.signature import canonical_tree
 from trainer.models.anchor import AnchorNet
 from trainer.models.blocks import conv_bn_pairs
@@ -83,3 +83,42 @@ class TreeModule(nn.Module):
     def weights(self) -> dict[str, np.ndarray]:
         """Every parameter by name (float32): one distinct weight set of this tree."""
         return {k: v.detach().numpy().astype(np.float32) for k, v in self.state_dict().items()}
+
+
+def node_arrays(module: nn.Module) -> tuple[dict[str, np.ndarray], list[tuple[str, str, float]]]:
+    """A module's parameters and BN statistics as float32 numpy arrays, and its
+    (conv, bn, eps) pairs: the torch-free input of `runtime.fold.fold_params`."""
+    arrays = {k: v.detach().numpy().astype(np.float32) for k, v in module.named_parameters()}
+    pairs = []
+    for conv, bn in conv_bn_pairs(module):
+        m = module.get_submodule(bn)
+        arrays[f"{bn}.running_mean"] = m.running_mean.numpy().astype(np.float32)
+        arrays[f"{bn}.running_var"] = m.running_var.numpy().astype(np.float32)
+        pairs.append((conv, bn, float(m.eps)))
+    return arrays, pairs
+
+
+class TreeFolder:
+    """Folded weights of any tree + deltas in numpy, without building modules
+    (about 100x cheaper than `TreeModule(...).weights()`, with the same names
+    and values): the compiler calls it once per grid point."""
+
+    def __init__(self, anchor: AnchorNet):
+        self.n_layers = anchor.n_layers
+        self.nodes = {(l, i): node_arrays(anchor.node(l, i))
+                      for l in range(anchor.n_layers + 1) for i in range(anchor.n_tasks)}
+        self.heads = [node_arrays(h) for h in anchor.heads]
+
+    def weights(self, tree, deltas: Mapping | None = None) -> dict[str, np.ndarray]:
+        deltas = deltas or {}
+        used = used_nodes(canonical_tree(tree))
+        out: dict[str, np.ndarray] = {}
+        for l, row in enumerate(used):
+            for i, u in enumerate(row):
+                if u:
+                    arrays, pairs = self.nodes[(l, i)]
+                    d = {k: _np(v) for k, v in deltas.get((l, i), {}).items()}
+                    out.update(fold_params(arrays, pairs, d, prefix=f"nodes.{node_key(l, i)}."))
+        for j, (arrays, pairs) in enumerate(self.heads):
+            out.update(fold_params(arrays, pairs, prefix=f"heads.{j}."))
+        return out

@@ -1,5 +1,9 @@
-"""The one exception type that crosses the compiler's boundary."""
+"""The compiler's exceptions: bad input (exit 2) and failed verification (exit 1)."""
 
 
 class CompilerError(Exception):
-    """Bad grid files, checkpoints, caches or failed parity; the CLI maps it to exit code 2."""
+    """Bad input or environment: a message naming what was expected and found (CLI exit 2)."""
+
+
+class ParityError(Exception):
+    """A compiled engine disagrees with PyTorch beyond tolerance (CLI exit 1, nothing published)."""

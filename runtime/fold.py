@@ -4,6 +4,8 @@ same function."""
 
 from __future__ import annotations
 
+from typing import Mapping, Sequence
+
 import numpy as np
 
 
@@ -28,3 +30,26 @@ def fold_conv_bn(weight: np.ndarray, bias: np.ndarray | None, gamma: np.ndarray,
     b0 = np.zeros(out_ch) if bias is None else np.asarray(bias, np.float64)
     b_f = (b0 - np.asarray(mean, np.float64)) * scale + b_bn
     return w_f.astype(weight.dtype), b_f.astype(weight.dtype)
+
+
+def fold_params(params: Mapping[str, np.ndarray], pairs: Sequence[tuple[str, str, float]],
+                deltas: Mapping[str, np.ndarray] | None = None, prefix: str = "") -> dict[str, np.ndarray]:
+    """Folds every (conv, bn, eps) pair of one module given by name.
+
+    `params` holds the module's parameters and its BNs' running_mean/var (the
+    compiler's `node_arrays`); `deltas` maps '<bn>.weight|bias' to hypernet
+    deltas. Returns the folded module's parameters, named as
+    `compiler.derive.fold_module` names them (the conv keeps its name and gains
+    a bias; the BN disappears), each prefixed with `prefix`.
+    """
+    deltas = deltas or {}
+    out, consumed = {}, set()
+    for conv, bn, eps in pairs:
+        w, b = fold_conv_bn(params[f"{conv}.weight"], params.get(f"{conv}.bias"), params[f"{bn}.weight"],
+                            params[f"{bn}.bias"], params[f"{bn}.running_mean"], params[f"{bn}.running_var"], eps,
+                            deltas.get(f"{bn}.weight"), deltas.get(f"{bn}.bias"))
+        out[f"{prefix}{conv}.weight"], out[f"{prefix}{conv}.bias"] = w, b
+        consumed |= {f"{conv}.weight", f"{conv}.bias"} | {f"{bn}.{k}" for k in ("weight", "bias", "running_mean",
+                                                                                 "running_var")}
+    out.update({f"{prefix}{k}": v for k, v in params.items() if k not in consumed})
+    return out

@@ -40,3 +40,16 @@ def tiny_run(tmp_path_factory, _isolated_cache):
     out = tmp_path_factory.mktemp("tiny-run")
     fit(load_config("tiny"), out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, tiny_run):
+    """The tiny run compiled over the shipped 21-point grid (ONNX Runtime, fp32),
+    with its own compile cache; returns (bundle dir, cache dir, BuildReport)."""
+    from compiler.build import BuildConfig, build
+    from compiler.grid import GRID_DIR
+    root = tmp_path_factory.mktemp("bundle")
+    cfg = BuildConfig(checkpoint=str(tiny_run / "model.ckpt"), prefs=str(GRID_DIR / "scenes3-21.json"),
+                      out=str(root / "bundle"), cache=str(root / "cache"))
+    report = build(cfg)
+    return root / "bundle", root / "cache", report

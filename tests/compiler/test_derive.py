@@ -54,3 +54,22 @@ def test_derived_module_holds_only_used_nodes_with_readable_names(models):
     names = list(derived.weights())
     assert "nodes.n4_1.conv1.0.bias" in names  # folded conv gained a bias
     assert not any("running_mean" in n for n in names)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_numpy_folder_equals_folded_module(models, seed):
+    """TreeFolder (what the compiler and the runtime's exact mode use) gives the
+    same names and values as folding the derived module in torch."""
+    import numpy as np
+
+    from compiler.derive import TreeFolder
+    rng = random.Random(seed)
+    tree = [[rng.randrange(3) for _ in range(3)] for _ in range(models.anchor.n_layers)]
+    deltas = {k: {n: torch.randn_like(v) * 0.2 for n, v in d.items()}
+              for k, d in models.weight(torch.tensor([0.2, 0.5, 0.3]), 0.3).items()}
+    want = TreeModule(models.anchor, tree, deltas).weights()
+    got = TreeFolder(models.anchor).weights(tree, deltas)
+    assert set(got) == set(want)
+    for k in want:
+        assert got[k].dtype == want[k].dtype == np.float32
+        np.testing.assert_array_equal(got[k], want[k])

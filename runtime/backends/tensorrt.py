@@ -1,0 +1,137 @@
+"""TensorRT runner (NVIDIA GPUs, Jetson): serialized plan + refit by weight name.
+
+Written against the TensorRT 10.x/11.x Python API (name-based I/O tensors,
+`execute_async_v3`, `Refitter.set_named_weights`) and cuda-python for device
+buffers and the stream. Everything is imported lazily: importing this module
+on a CPU box costs nothing, `available()` says why it cannot run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from runtime.backends.base import Runner, check_input
+from runtime.errors import EdgeRuntimeError
+
+
+def import_tensorrt():
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise EdgeRuntimeError(f"the tensorrt backend needs the tensorrt Python package ({exc})") from None
+    return tensorrt
+
+
+def import_cudart():
+    try:  # cuda-python >= 12.6 moved the bindings; older releases expose cuda.cudart
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart
+        except ImportError as exc:
+            raise EdgeRuntimeError(f"the tensorrt backend needs cuda-python for device buffers ({exc})") from None
+    return cudart
+
+
+def _check(result, what: str):
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise EdgeRuntimeError(f"CUDA call {what} failed with error {err}")
+    return rest[0] if len(rest) == 1 else rest
+
+
+def available() -> tuple[bool, str]:
+    try:
+        trt = import_tensorrt()
+        cudart = import_cudart()
+        count = _check(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount")
+    except EdgeRuntimeError as exc:
+        return False, str(exc)
+    if count < 1:
+        return False, "no CUDA device is visible"
+    return True, f"tensorrt {trt.__version__} on {count} CUDA device(s)"
+
+
+class TensorRTRunner(Runner):
+    name = "tensorrt"
+
+    def __init__(self, engine_path, weights=None):
+        super().__init__(engine_path, weights)
+        self.engine = self.context = self.stream = None
+        self._buffers: dict[str, tuple[int, tuple, np.dtype]] = {}
+
+    def _activate(self) -> None:
+        trt, cudart = import_tensorrt(), import_cudart()
+        self._trt, self._cudart = trt, cudart
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self.engine = trt.Runtime(self._logger).deserialize_cuda_engine(self.engine_path.read_bytes())
+        if self.engine is None:
+            raise EdgeRuntimeError(f"tensorrt: cannot deserialize {self.engine_path} (built by another "
+                                   f"TensorRT version or for another GPU?)")
+        if self.weights:
+            self._refit(self.weights)
+        self.context = self.engine.create_execution_context()
+        self.stream = _check(cudart.cudaStreamCreate(), "cudaStreamCreate")
+        self.inputs, self.outputs = [], []
+        for i in range(self.engine.num_io_tensors):
+            name = self.engine.get_tensor_name(i)
+            shape = tuple(self.engine.get_tensor_shape(name))
+            dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
+            nbytes = int(np.prod(shape)) * dtype.itemsize
+            ptr = _check(cudart.cudaMalloc(nbytes), "cudaMalloc")
+            self.context.set_tensor_address(name, ptr)
+            self._buffers[name] = (ptr, shape, dtype)
+            is_input = self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            (self.inputs if is_input else self.outputs).append(name)
+
+    def _refit(self, weights: dict) -> None:
+        trt = self._trt
+        refitter = trt.Refitter(self.engine, self._logger)
+        refittable = set(refitter.get_all_weights())
+        unknown = sorted(set(weights) - refittable)
+        if unknown:
+            raise EdgeRuntimeError(f"tensorrt: engine has no refittable weights named {unknown[:3]} "
+                                   f"(was it built with REFIT from this signature's graph?)")
+        keep = []  # host arrays must live until refit_cuda_engine returns
+        for name, arr in weights.items():
+            dtype = np.float32
+            if hasattr(refitter, "get_weights_prototype"):  # 10.x+: the engine's own weight dtype
+                dtype = trt.nptype(refitter.get_weights_prototype(name).dtype)
+            keep.append(np.ascontiguousarray(arr, dtype=dtype))
+            if not refitter.set_named_weights(name, trt.Weights(keep[-1])):
+                raise EdgeRuntimeError(f"tensorrt: refit rejected weights {name!r} (shape {arr.shape})")
+        missing = refitter.get_missing_weights()
+        if missing:
+            raise EdgeRuntimeError(f"tensorrt: refit lacks weights {list(missing)[:3]}")
+        if not refitter.refit_cuda_engine():
+            raise EdgeRuntimeError("tensorrt: refit_cuda_engine failed")
+
+    def _bind(self, weights: dict) -> None:
+        # Refit writes the engine's weights in place: runs are serialised by the
+        # caller (runners are single-threaded), so no run sees a half-refit engine.
+        _check(self._cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+        self._refit(weights)
+
+    def _run(self, x: np.ndarray) -> list[np.ndarray]:
+        cudart = self._cudart
+        ptr, shape, dtype = self._buffers[self.inputs[0]]
+        x = check_input(x, shape, dtype, self.name)
+        kind_h2d, kind_d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        _check(cudart.cudaMemcpyAsync(ptr, x.ctypes.data, x.nbytes, kind_h2d, self.stream), "cudaMemcpyAsync")
+        if not self.context.execute_async_v3(self.stream):
+            raise EdgeRuntimeError("tensorrt: execute_async_v3 failed")
+        outs = []
+        for name in self.outputs:
+            optr, oshape, odtype = self._buffers[name]
+            out = np.empty(oshape, odtype)
+            _check(cudart.cudaMemcpyAsync(out.ctypes.data, optr, out.nbytes, kind_d2h, self.stream), "cudaMemcpyAsync")
+            outs.append(out)
+        _check(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+        return outs
+
+    def _close(self) -> None:
+        for ptr, _, _ in self._buffers.values():
+            self._cudart.cudaFree(ptr)
+        if self.stream is not None:
+            self._cudart.cudaStreamDestroy(self.stream)
+        self._buffers, self.context, self.engine, self.stream = {}, None, None, None

@@ -1,0 +1,182 @@
+"""The bundle manifest (`BUNDLE_DIR/manifest.json`): schema, version, validation.
+
+The compiler writes it (`Manifest.to_dict`), the runtime reads it
+(`load_manifest`); both sides use these dataclasses, so the format is defined
+once, next to its reader. Paths inside are relative to the bundle directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import EdgeRuntimeError
+
+FORMAT = "edgemtl.bundle"
+FORMAT_VERSION = 1  # bump on any incompatible change; readers refuse other versions
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One frame as the engine expects it: (C, H, W) float32 after
+    `(pixel * scale - mean) / std` per channel, pixels in `colour_order`."""
+
+    shape: tuple[int, int, int]
+    colour_order: str = "RGB"
+    scale: float = 1 / 255
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    name: str
+    kind: str  # segmentation | depth | normals | edges | saliency ...
+    channels: int
+
+
+@dataclass(frozen=True)
+class EngineRef:
+    """A built engine of one signature for one backend/precision/device."""
+
+    backend: str
+    precision: str
+    device: str
+    key: str
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class SignatureInfo:
+    signature: str
+    tree: tuple[tuple[int, ...], ...]
+    nodes_per_layer: tuple[int, ...]
+    params: int
+    flops: float
+    graph: str
+    input_name: str
+    output_names: tuple[str, ...]
+    weight_names: tuple[str, ...]
+    engines: tuple[EngineRef, ...] = ()
+
+
+@dataclass(frozen=True)
+class GridEntry:
+    name: str
+    r: tuple[float, ...]
+    c: float
+    signature: str
+    weights: str  # weights id: weights/<id>.npz
+    parity: dict = field(default_factory=dict)  # task -> {"max_abs", "rel"}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    model: dict  # identity (content hash), checkpoint path, config
+    tasks: tuple[TaskInfo, ...]
+    input: InputSpec
+    full_net: dict  # params, flops of the anchor net with every stream computed
+    signatures: dict[str, SignatureInfo]
+    grid: tuple[GridEntry, ...]
+    hypernets: str | None = None
+    build: dict = field(default_factory=dict)
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (lists, not tuples): what manifest.json holds."""
+        d = asdict(self)
+        d["signatures"] = {k: asdict(v) for k, v in self.signatures.items()}
+        return json.loads(json.dumps(d))
+
+    def entry(self, name: str) -> GridEntry:
+        for e in self.grid:
+            if e.name == name:
+                return e
+        raise EdgeRuntimeError(f"no grid point named {name!r} in this bundle")
+
+
+def _get(obj: Any, key: str, kind: type | tuple, where: str) -> Any:
+    if not isinstance(obj, dict):
+        raise EdgeRuntimeError(f"manifest: {where} must be an object, found {type(obj).__name__}")
+    if key not in obj:
+        raise EdgeRuntimeError(f"manifest: {where or 'the top level'} lacks {key!r}")
+    value = obj[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise EdgeRuntimeError(f"manifest: {where + '.' if where else ''}{key} must be {names}, "
+                               f"found {type(value).__name__}")
+    return value
+
+
+def _num(obj: dict, key: str, where: str) -> float:
+    value = float(_get(obj, key, (int, float), where))
+    if not math.isfinite(value):
+        raise EdgeRuntimeError(f"manifest: {where + '.' if where else ''}{key} must be finite, found {value}")
+    return value
+
+
+def _engine(d: dict, where: str) -> EngineRef:
+    return EngineRef(**{k: _get(d, k, str, where) for k in ("backend", "precision", "device", "key", "path", "sha256")})
+
+
+def _signature(d: dict, where: str) -> SignatureInfo:
+    tree = tuple(tuple(int(p) for p in row) for row in _get(d, "tree", list, where))
+    return SignatureInfo(
+        signature=_get(d, "signature", str, where), tree=tree,
+        nodes_per_layer=tuple(_get(d, "nodes_per_layer", list, where)), params=int(_num(d, "params", where)),
+        flops=_num(d, "flops", where), graph=_get(d, "graph", str, where),
+        input_name=_get(d, "input_name", str, where),
+        output_names=tuple(_get(d, "output_names", list, where)),
+        weight_names=tuple(_get(d, "weight_names", list, where)),
+        engines=tuple(_engine(e, f"{where}.engines[{i}]") for i, e in enumerate(_get(d, "engines", list, where))))
+
+
+def _entry(d: dict, where: str, n_tasks: int, signatures: dict) -> GridEntry:
+    from runtime.prefs import validate_preference
+    pref = validate_preference(_get(d, "r", list, where), _num(d, "c", where), n_tasks, where=f"manifest: {where}")
+    sig = _get(d, "signature", str, where)
+    if sig not in signatures:
+        raise EdgeRuntimeError(f"manifest: {where}.signature {sig!r} is not among the bundle's signatures")
+    return GridEntry(_get(d, "name", str, where), pref.r, pref.c, sig, _get(d, "weights", str, where),
+                     _get(d, "parity", dict, where))
+
+
+def manifest_from_dict(d: Any) -> Manifest:
+    """Validates a parsed manifest; EdgeRuntimeError names the first problem."""
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
+        found = d.get("format") if isinstance(d, dict) else type(d).__name__
+        raise EdgeRuntimeError(f"not a bundle manifest: expected format {FORMAT!r}, found {found!r}")
+    if d.get("format_version") != FORMAT_VERSION:
+        raise EdgeRuntimeError(f"bundle format version {d.get('format_version')!r} is not supported: this runtime "
+                               f"reads version {FORMAT_VERSION} (rebuild the bundle with a matching compiler)")
+    tasks = tuple(TaskInfo(_get(t, "name", str, f"tasks[{i}]"), _get(t, "kind", str, f"tasks[{i}]"),
+                           int(_num(t, "channels", f"tasks[{i}]"))) for i, t in enumerate(_get(d, "tasks", list, "")))
+    inp = _get(d, "input", dict, "")
+    shape = tuple(int(s) for s in _get(inp, "shape", list, "input"))
+    if len(shape) != 3:
+        raise EdgeRuntimeError(f"manifest: input.shape must be [C, H, W], found {list(shape)}")
+    spec = InputSpec(shape, _get(inp, "colour_order", str, "input"), _num(inp, "scale", "input"),
+                     tuple(_get(inp, "mean", list, "input")), tuple(_get(inp, "std", list, "input")))
+    sigs = {k: _signature(v, f"signatures.{k}") for k, v in _get(d, "signatures", dict, "").items()}
+    grid = tuple(_entry(e, f"grid[{i}]", len(tasks), sigs) for i, e in enumerate(_get(d, "grid", list, "")))
+    if not grid:
+        raise EdgeRuntimeError("manifest: the grid is empty")
+    return Manifest(model=_get(d, "model", dict, ""), tasks=tasks, input=spec, full_net=_get(d, "full_net", dict, ""),
+                    signatures=sigs, grid=grid, hypernets=d.get("hypernets"), build=d.get("build", {}))
+
+
+def load_manifest(bundle_dir: str | Path) -> Manifest:
+    """Reads and validates BUNDLE_DIR/manifest.json."""
+    path = Path(bundle_dir) / "manifest.json"
+    if not path.is_file():
+        raise EdgeRuntimeError(f"{bundle_dir} is not a bundle: {path.name} is missing")
+    try:
+        raw = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EdgeRuntimeError(f"{path} is not valid JSON: {exc}") from None
+    return manifest_from_dict(raw)

@@ -1,0 +1,95 @@
+"""End to end on the tiny run: dedup, parity, cache reuse, corruption, concurrency."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from compiler.build import BuildConfig, build
+from compiler.derive import TreeFolder
+from compiler.errors import ParityError
+from compiler.grid import GRID_DIR
+from runtime.manifest import load_manifest
+
+GRID = str(GRID_DIR / "scenes3-21.json")
+
+
+def _cfg(tiny_run, out, cache, **kw):
+    return BuildConfig(checkpoint=str(tiny_run / "model.ckpt"), prefs=GRID, out=str(out), cache=str(cache), **kw)
+
+
+def _warm_cache(tiny_bundle, tmp_path):
+    cache = tmp_path / "cache"
+    shutil.copytree(tiny_bundle[1], cache)
+    return cache
+
+
+def test_build_deduplicates_and_every_point_passes_parity(tiny_bundle):
+    bundle, _, report = tiny_bundle
+    m = load_manifest(bundle)
+    assert report.points == 21 and report.signatures == len(m.signatures) == len({e.signature for e in m.grid})
+    assert report.builds("engines") == report.signatures  # one engine per signature, built once
+    assert all(err["rel"] <= 1e-4 for e in m.grid for err in e.parity.values())
+    assert report.parity_worst <= 1e-4
+    assert 0 < report.flops_rel[0] <= report.flops_rel[2] <= 1.0
+    for sig in m.signatures.values():
+        assert sig.nodes_per_layer[-1] == 3 and sum(len(set(r) - {-1}) for r in sig.tree) > 0
+    assert not [p for p in bundle.parent.iterdir() if ".partial-" in p.name]
+
+
+def test_repeated_build_is_all_hits(tiny_bundle, tiny_run, tmp_path):
+    cache = _warm_cache(tiny_bundle, tmp_path)
+    report = build(_cfg(tiny_run, tmp_path / "b", cache))
+    assert all(report.builds(kind) == 0 for kind in report.cache), report.cache
+    assert report.cache["engines"]["hit"] == report.signatures
+
+
+def test_corrupted_engines_are_detected_and_only_they_rebuilt(tiny_bundle, tiny_run, tmp_path):
+    cache = _warm_cache(tiny_bundle, tmp_path)
+    engines = sorted((cache / "engines").rglob("*.onnx"))
+    flipped = bytearray(engines[0].read_bytes())
+    flipped[len(flipped) // 2] ^= 0xFF
+    engines[0].write_bytes(bytes(flipped))
+    engines[1].write_bytes(engines[1].read_bytes()[:100])
+    report = build(_cfg(tiny_run, tmp_path / "b", cache))
+    assert report.cache["engines"] == {"hit": len(engines) - 2, "built": 0, "rebuilt": 2}
+    assert report.parity_worst <= 1e-4
+
+
+def test_two_processes_on_one_cache_both_succeed_and_build_each_entry_once(tiny_run, tmp_path):
+    cmd = [sys.executable, "-m", "compiler.cli", "build", "--checkpoint", str(tiny_run / "model.ckpt"),
+           "--prefs", GRID, "--cache", str(tmp_path / "cache")]
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    procs = [subprocess.Popen(cmd + ["--out", str(tmp_path / f"b{i}")], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    stats = [load_manifest(tmp_path / f"b{i}").build["cache"]["engines"] for i in range(2)]
+    n_sigs = len(load_manifest(tmp_path / "b0").signatures)
+    assert sum(s["built"] for s in stats) == n_sigs and sum(s["hit"] for s in stats) == n_sigs
+    assert len(list((tmp_path / "cache" / "engines").rglob("*.onnx"))) == n_sigs
+    assert not list((tmp_path / "cache").rglob("*.tmp"))
+
+
+def test_wrong_folding_fails_parity_and_publishes_nothing(tiny_run, tmp_path, monkeypatch):
+    real = TreeFolder.weights
+
+    def off_by_a_bit(self, tree, deltas=None):
+        w = real(self, tree, deltas)
+        name = next(k for k in w if k.endswith("conv1.0.bias"))
+        w[name] = w[name] + np.float32(0.05)  # a folding bug of 5% of a typical bias
+        return w
+    monkeypatch.setattr(TreeFolder, "weights", off_by_a_bit)
+    with pytest.raises(ParityError, match="exceed the parity tolerance"):
+        build(_cfg(tiny_run, tmp_path / "b", tmp_path / "cache"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
+
+
+def test_manifest_records_stages_and_device(tiny_bundle):
+    raw = json.loads((tiny_bundle[0] / "manifest.json").read_text())
+    assert {"load", "derive", "fold", "export", "engine", "parity", "total"} <= set(raw["build"]["stages"])
+    assert raw["build"]["device"]["device"].startswith("cpu-")

@@ -1,0 +1,96 @@
+"""The ONNX Runtime runner binds weights by initializer override; these tests
+prove the override is honoured at the level the runner loads with, and show
+the level at which it would silently be ignored."""
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+
+from compiler.derive import TreeFolder, TreeModule  # noqa: E402
+from compiler.engines import get_builder  # noqa: E402
+from compiler.export import export_graph  # noqa: E402
+from runtime.backends import available, get_runner  # noqa: E402
+from runtime.backends.onnxruntime import session_options  # noqa: E402
+from runtime.errors import EdgeRuntimeError  # noqa: E402
+from trainer.config import load_config  # noqa: E402
+from trainer.models import build_models  # noqa: E402
+
+TREE = ((0, 0, 0), (0, 1, 1), (0, 1, 2), (2, 1, 2))
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    """An optimised engine of one tree, plus two different weight sets for it."""
+    from tests.conftest import randomise_bn
+    torch.manual_seed(0)
+    m = build_models(load_config("tiny"))
+    randomise_bn(m.anchor)
+    m.anchor.eval()
+    d = tmp_path_factory.mktemp("ort")
+    module = TreeModule(m.anchor, TREE)
+    info = export_graph(module, (3, 16, 16), m.anchor.task_names, d / "graph.onnx")
+    get_builder("onnxruntime").build(d / "graph.onnx", d / "engine.onnx", "fp32", info.weight_names)
+    r = torch.tensor([0.2, 0.3, 0.5])
+    deltas = {k: {n: torch.randn_like(v) * 0.2 for n, v in dd.items()} for k, dd in m.weight(r, 0.5).items()}
+    folder = TreeFolder(m.anchor)
+    return d, m.anchor, deltas, folder.weights(TREE), folder.weights(TREE, deltas)
+
+
+def _reference(anchor, deltas, x):
+    with torch.no_grad():
+        return [o.numpy() for o in anchor.forward_tree(torch.from_numpy(x), TREE, deltas)]
+
+
+def test_bound_weights_change_outputs_exactly_as_the_tree_model(engine):
+    d, anchor, deltas, base, adapted = engine
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    runner = get_runner("onnxruntime")(d / "engine.onnx", adapted)
+    with runner:
+        got = runner.run(x)
+        ref = _reference(anchor, deltas, x)
+        for g, r in zip(got, ref):
+            np.testing.assert_allclose(g, r, atol=1e-4 * np.abs(r).max())
+        runner.bind(base)  # same engine, the unadapted weights
+        got = runner.run(x)
+        assert runner.last_latency_ms > 0
+    ref0 = _reference(anchor, None, x)
+    for g, r, r_adapted in zip(got, ref0, ref):
+        np.testing.assert_allclose(g, r, atol=1e-4 * np.abs(r).max())
+        # The two weight sets differ by far more than the tolerance, so binding the wrong one fails.
+        assert np.abs(r - r_adapted).max() > 10 * 1e-4 * np.abs(r).max()
+
+
+def test_enable_all_at_load_time_ignores_the_override(engine):
+    """Why the runner loads with optimisations off: at ORT_ENABLE_ALL the NCHWc
+    pass reorders the graph's own weights and the override has no effect."""
+    import onnxruntime as ort
+    d, anchor, deltas, base, adapted = engine
+    so = session_options(level="ORT_ENABLE_ALL")
+    values = [ort.OrtValue.ortvalue_from_numpy(v) for v in adapted.values()]
+    for name, value in zip(adapted, values):
+        so.add_initializer(name, value)
+    sess = ort.InferenceSession(str(d / "engine.onnx"), so, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    got = sess.run(None, {"image": x})
+    ref = _reference(anchor, deltas, x)
+    assert max(float(np.abs(g - r).max()) for g, r in zip(got, ref)) > 1e-3
+
+
+def test_wrong_input_and_missing_engine_are_clear_errors(engine, tmp_path):
+    d, *_ = engine
+    with get_runner("onnxruntime")(d / "engine.onnx") as runner:
+        with pytest.raises(EdgeRuntimeError, match=r"shape \(1, 3, 16, 16\), found \(1, 3, 8, 8\)"):
+            runner.run(np.zeros((1, 3, 8, 8), np.float32))
+        with pytest.raises(EdgeRuntimeError, match="float32, found float64"):
+            runner.run(np.zeros((1, 3, 16, 16)))
+    with pytest.raises(EdgeRuntimeError, match="missing"):
+        get_runner("onnxruntime")(tmp_path / "nope.onnx").activate()
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(EdgeRuntimeError, match="cannot load engine"):
+        get_runner("onnxruntime")(bad).activate()
+    assert available("onnxruntime")[0]
+    with pytest.raises(EdgeRuntimeError, match="unknown backend"):
+        get_runner("openvino")

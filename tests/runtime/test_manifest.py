@@ -1,0 +1,52 @@
+import json
+import math
+
+import pytest
+
+from runtime.errors import EdgeRuntimeError
+from runtime.manifest import FORMAT_VERSION, load_manifest, manifest_from_dict
+
+
+def test_compiled_manifest_roundtrips(tiny_bundle):
+    bundle, _, report = tiny_bundle
+    m = load_manifest(bundle)
+    assert len(m.grid) == report.points == 21
+    assert len(m.signatures) == report.signatures
+    assert [t.name for t in m.tasks] == ["semseg", "depth", "normals"]
+    assert m.input.shape == (3, 16, 16)
+    for e in m.grid:
+        sig = m.signatures[e.signature]
+        assert (bundle / sig.graph).is_file() and (bundle / "weights" / f"{e.weights}.npz").is_file()
+        assert all((bundle / ref.path).is_file() for ref in sig.engines)
+        assert set(e.parity) == {"semseg", "depth", "normals"}
+        assert math.isclose(sum(e.r), 1.0)
+    assert manifest_from_dict(m.to_dict()) == m
+
+
+def _raw(bundle):
+    return json.loads((bundle / "manifest.json").read_text())
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda d: d.update(format_version=FORMAT_VERSION + 1), "version 2 is not supported"),
+    (lambda d: d.update(format="something.else"), "not a bundle manifest"),
+    (lambda d: d.pop("tasks"), "lacks 'tasks'"),
+    (lambda d: d["grid"][0].update(signature="feedbeef"), "not among the bundle's signatures"),
+    (lambda d: d["grid"][0].update(r=[float("nan"), 0.5, 0.5]), r"r\[0\] must be finite"),
+    (lambda d: d["grid"][0].update(c=1.5), r"c must be in \[0, 1\]"),
+    (lambda d: d["input"].update(shape=[16, 16]), r"input.shape must be \[C, H, W\]"),
+    (lambda d: d.update(grid=[]), "grid is empty"),
+])
+def test_bad_manifests_name_the_problem(tiny_bundle, edit, match):
+    d = _raw(tiny_bundle[0])
+    edit(d)
+    with pytest.raises(EdgeRuntimeError, match=match):
+        manifest_from_dict(d)
+
+
+def test_missing_or_broken_manifest_file(tmp_path):
+    with pytest.raises(EdgeRuntimeError, match="not a bundle"):
+        load_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text("{nope")
+    with pytest.raises(EdgeRuntimeError, match="not valid JSON"):
+        load_manifest(tmp_path)

@@ -283,6 +283,17 @@ class Builder:
             outs = [runner.run(x[None]) for x in xs]
         out.write_text(json.dumps(_errors([t["name"] for t in self.tasks], refs, outs)))
 
+    def samples(self, stage: Path, n: int = 48, upscale: int = 4) -> None:
+        """Sample frames for `runtime run --source synthetic` (the runtime cannot render:
+        the scene generator lives in the trainer): RGB uint8, larger than the
+        network input, as a camera's would be."""
+        from trainer.data.scenes import render_scenes
+        data = self.fit_cfg.data
+        images = render_scenes(n, self.shape[1] * upscale, seed=data.seed + 7919, max_objects=data.max_objects)["image"]
+        frames = np.clip(np.asarray(images, np.float32) * (255 if images.dtype != np.uint8 else 1), 0, 255)
+        (stage / "samples").mkdir()
+        np.save(stage / "samples" / "frames.npy", frames.astype(np.uint8).transpose(0, 2, 3, 1))
+
     def manifest(self) -> Manifest:
         sigs = {}
         for sig, tree in self.trees.items():
@@ -364,6 +375,7 @@ def build(cfg: BuildConfig, console: Console | None = None) -> BuildReport:
             b.export(stage, progress)
             b.engines(stage, progress)
             b.parity(stage, progress)
+        b.samples(stage)
         b.stages.seconds["total"] = round(time.perf_counter() - t0, 3)
         _write_json(stage / "manifest.json", b.manifest().to_dict())
         publish(stage, out)

@@ -68,4 +68,12 @@ def npz_bytes(weights: Mapping[str, np.ndarray]) -> int:
     return int(sum(np.asarray(v).nbytes for v in weights.values()))
 
 
-__all__ = ["load_weights", "npz_bytes", "save_weights", "weights_id"]
+__all__ = ["file_sha256", "load_weights", "npz_bytes", "save_weights", "weights_id"]
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,264 @@
+"""`runtime` console script: run a bundle on a stream, benchmark and calibrate it.
+
+Torch-free: imports numpy, onnxruntime (or tensorrt) and, for video, OpenCV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runtime.errors import EdgeRuntimeError
+
+EPILOG = """examples:
+  runtime calibrate bundles/scenes3                   # latency table for set_budget on this device
+  runtime bench --bundle bundles/scenes3              # per-signature latency percentiles
+  runtime run --bundle bundles/scenes3 --source synthetic --headless --out out.mp4 \\
+      --schedule schedule.json --stats stats.json
+  runtime run --bundle bundles/scenes3 --source 0     # camera 0, window with live keys
+
+schedule.json: {"events": [{"frame": 0, "r": [0.6, 0.2, 0.2], "c": 0.0},
+                           {"frame": 30, "budget_ms": 2.5}, ...]}
+keys (window): 1..9 raise that task's weight, c / C lower / raise the cost preference,
+  + / - raise / lower the budget by 25%, q quits.
+exit codes: 0 ok, 2 bad input (bundle, source, schedule, preference), 130 interrupted"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="runtime", description="Run compiled controllable multi-task bundles "
+                                "(no PyTorch needed).", epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run a camera, video, image folder or the bundle's synthetic frames")
+    r.add_argument("--bundle", required=True)
+    r.add_argument("--source", default="synthetic", help="camera index, video file, image folder or 'synthetic'")
+    r.add_argument("--frames", type=int, default=None, help="stop after N frames (synthetic: loops to N)")
+    r.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
+    r.add_argument("--headless", action="store_true", help="no window (use with --out)")
+    r.add_argument("--out", default=None, help="write the overlay video here (.mp4)")
+    r.add_argument("--schedule", default=None, help="schedule.json: preference/budget switches at frame numbers")
+    r.add_argument("--stats", default=None, help="write per-frame latency, swaps and drops here (JSON)")
+    r.add_argument("--r", type=float, nargs="+", default=None, help="initial task weights")
+    r.add_argument("--c", type=float, default=0.0, help="initial cost preference")
+    r.add_argument("--budget-ms", type=float, default=None, help="initial latency budget (needs calibrate)")
+    r.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: all cores)")
+    for name in ("bench", "calibrate"):
+        b = sub.add_parser(name, help="per-signature latency percentiles" + (
+            " saved for set_budget" if name == "calibrate" else ""))
+        if name == "bench":
+            b.add_argument("--bundle", required=True)
+        else:
+            b.add_argument("bundle")
+        b.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
+        b.add_argument("--repeats", type=int, default=50)
+        b.add_argument("--warmup", type=int, default=10)
+        b.add_argument("--threads", type=int, default=0)
+    return p
+
+
+# -- schedule --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Event:
+    frame: int
+    r: tuple | None = None
+    c: float | None = None
+    budget_ms: float | None = None
+
+
+def load_schedule(path: str | None) -> dict[int, list[Event]]:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise EdgeRuntimeError(f"schedule {path}: cannot read JSON ({exc})") from None
+    events = data.get("events") if isinstance(data, dict) else None
+    if not isinstance(events, list):
+        raise EdgeRuntimeError(f"schedule {path}: expected {{\"events\": [...]}}")
+    out: dict[int, list[Event]] = {}
+    for i, ev in enumerate(events):
+        where = f"schedule {path}: events[{i}]"
+        if not isinstance(ev, dict) or set(ev) - {"frame", "r", "c", "budget_ms"}:
+            raise EdgeRuntimeError(f"{where}: expected keys frame, r, c, budget_ms; found {ev!r}")
+        if not isinstance(ev.get("frame"), int) or ev["frame"] < 0:
+            raise EdgeRuntimeError(f"{where}: frame must be an integer >= 0, found {ev.get('frame')!r}")
+        if ("r" in ev) != ("c" in ev) or ("r" not in ev and "budget_ms" not in ev):
+            raise EdgeRuntimeError(f"{where}: give r and c together, and/or budget_ms")
+        out.setdefault(ev["frame"], []).append(Event(ev["frame"], tuple(ev["r"]) if "r" in ev else None,
+                                                     ev.get("c"), ev.get("budget_ms")))
+    return out
+
+
+def apply_event(rt, ev: Event) -> None:
+    if ev.r is not None:
+        rt.set_preference(list(ev.r), ev.c)
+    if ev.budget_ms is not None:
+        rt.set_budget(ev.budget_ms)
+
+
+# -- run ---------------------------------------------------------------------------------
+def _hud(rt, sel, fps: float) -> list[str]:
+    st = rt.stats()["engine_ms"]
+    sig = rt.manifest.signatures[sel.entry.signature]
+    full = rt.manifest.full_net
+    budget = f"{rt.budget_ms:.2f} ms" if rt.budget_ms else "none"
+    return [f"{fps:5.1f} FPS  engine p50 {st.get('p50', 0):.2f} p99 {st.get('p99', 0):.2f} ms",
+            f"r=({', '.join(f'{v:.2f}' for v in sel.entry.r)}) c={sel.entry.c:.2f} budget {budget}",
+            f"sig {sig.signature}  params {sig.params / full['params']:.2f}x  FLOPs {sig.flops / full['flops']:.2f}x"]
+
+
+def _keys(rt, key: int) -> bool:
+    """Applies a window key press; returns False to quit."""
+    if key in (ord("q"), 27):
+        return False
+    e = rt.current.entry
+    r, c = np.array(e.r), e.c
+    if ord("1") <= key <= ord("9") and key - ord("1") < len(r):
+        r[key - ord("1")] += 0.1
+        rt.set_preference(list(r / r.sum()), c)
+    elif key in (ord("c"), ord("C")):
+        rt.set_preference(list(r), float(np.clip(c + (0.1 if key == ord("C") else -0.1), 0, 1)))
+    elif key in (ord("+"), ord("-")) and rt.budget_ms:
+        rt.set_budget(rt.budget_ms * (1.25 if key == ord("+") else 0.8))
+    return True
+
+
+def run_stream(args) -> dict:
+    import runtime
+    from runtime.preprocess import preprocess
+    from runtime.sources import _cv2, frames
+    schedule = load_schedule(args.schedule)
+    rt = runtime.load(args.bundle, args.backend, threads=args.threads)
+    if args.r is not None:
+        rt.set_preference(args.r, args.c)
+    if args.budget_ms is not None:
+        rt.set_budget(args.budget_ms)
+    kinds = {t.name: t.kind for t in rt.manifest.tasks}
+    cv2 = _cv2() if (args.out or not args.headless) else None
+    writer, per_frame, swaps, written, t_start = None, [], [], 0, time.perf_counter()
+    try:
+        for i, frame in enumerate(frames(args.source, Path(args.bundle), args.frames)):
+            for ev in schedule.get(i, []):
+                n0 = len(rt.swaps)
+                apply_event(rt, ev)
+                swaps += [{"frame": i, **s} for s in rt.swaps[n0:]]
+            t0 = time.perf_counter()
+            outs, sel = rt.infer(preprocess(frame, rt.manifest.input), t0)
+            per_frame.append({"frame": i, "call_ms": rt.call_ms[-1], "engine_ms": rt.engine_ms[-1],
+                              "point": sel.entry.name, "signature": sel.entry.signature,
+                              "over_budget": bool(rt.budget_ms and rt.call_ms[-1] > rt.budget_ms)})
+            if cv2 is not None:
+                fps = len(per_frame) / max(time.perf_counter() - t_start, 1e-9)
+                canvas = __import__("runtime.viz", fromlist=["compose"]).compose(frame, outs, kinds, _hud(rt, sel, fps))
+                if args.out:
+                    if writer is None:
+                        writer = cv2.VideoWriter(args.out, cv2.VideoWriter_fourcc(*"mp4v"), 15,
+                                                 (canvas.shape[1], canvas.shape[0]))
+                        if not writer.isOpened():
+                            raise EdgeRuntimeError(f"cannot write video {args.out}")
+                    writer.write(np.ascontiguousarray(canvas[..., ::-1]))
+                    written += 1
+                if not args.headless:
+                    cv2.imshow("edgemtl", canvas[..., ::-1])
+                    if not _keys(rt, cv2.waitKey(1) & 0xFF):
+                        break
+    finally:
+        if writer is not None:
+            writer.release()
+        rt.close()
+    return {"bundle": str(args.bundle), "source": args.source, "backend": rt.backend,
+            "backend_reason": rt.backend_reason, "frames": len(per_frame), "processed": len(per_frame),
+            "dropped": 0, "video": args.out, "video_frames": written, "swaps": swaps,
+            "summary": rt.stats(), "per_frame": per_frame}
+
+
+# -- bench / calibrate -------------------------------------------------------------------
+def bench(bundle: str, backend: str = "auto", repeats: int = 50, warmup: int = 10, threads: int = 0) -> dict:
+    """Per-signature engine latency (ms) on this device, inputs rotated between repeats."""
+    import runtime
+    rt = runtime.load(bundle, backend, threads=threads)
+    rng = np.random.default_rng(0)
+    xs = rng.standard_normal((4, 1, *rt.manifest.input.shape)).astype(np.float32)
+    table = {}
+    try:
+        for sig in rt.manifest.signatures:
+            entry = next(e for e in rt.manifest.grid if e.signature == sig)
+            runner, _ = rt._load(entry)
+            try:
+                for i in range(warmup):
+                    runner.run(xs[i % len(xs)])
+                ms = []
+                for i in range(repeats):
+                    runner.run(xs[i % len(xs)])
+                    ms.append(runner.last_latency_ms)
+            finally:
+                runner.close()
+            table[sig] = {f"p{q}": float(np.percentile(ms, q)) for q in (50, 90, 99)}
+    finally:
+        rt.close()
+    return {"backend": rt.backend, "device": rt.device(), "repeats": repeats, "threads": threads,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "signatures": table}
+
+
+def _print_bench(result: dict, manifest) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    t = Table(title=f"{result['backend']} on {result['device']} ({result['repeats']} runs each)")
+    for col in ("signature", "FLOPs vs full", "p50 ms", "p90 ms", "p99 ms"):
+        t.add_column(col)
+    full = manifest.full_net["flops"]
+    for sig, v in sorted(result["signatures"].items(), key=lambda kv: kv[1]["p50"]):
+        t.add_row(sig, f"{manifest.signatures[sig].flops / full:.2f}", *(f"{v[k]:.3f}" for k in ("p50", "p90", "p99")))
+    Console().print(t)
+
+
+def _print_run(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    s = result["summary"]
+    t = Table(title=f"{result['frames']} frames from {result['source']} on {result['backend']}", show_header=False)
+    rows = [("frames processed / dropped", f"{result['processed']} / {result['dropped']}"),
+            ("call latency p50 / p90 / p99 ms", " / ".join(f"{s['call_ms'].get(k, 0):.2f}" for k in ("p50", "p90", "p99"))),
+            ("engine latency p50 / p90 / p99 ms", " / ".join(f"{s['engine_ms'].get(k, 0):.2f}" for k in ("p50", "p90", "p99"))),
+            ("swaps (hot / cold)", f"{s['swaps']} ({s['hot_swaps']} / {s['cold_swaps']})"),
+            ("hot swap p50 / p99 ms", " / ".join(f"{s['hot_swap_ms'].get(k, 0):.3f}" for k in ("p50", "p99"))),
+            ("cold swap p50 / p99 ms", " / ".join(f"{s['cold_swap_ms'].get(k, 0):.2f}" for k in ("p50", "p99"))),
+            ("frames over budget", str(sum(f["over_budget"] for f in result["per_frame"]))),
+            ("output video", f"{result['video']} ({result['video_frames']} frames)")]
+    for row in rows:
+        t.add_row(*row)
+    Console().print(t)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.cmd == "run":
+            result = run_stream(args)
+            if args.stats:
+                Path(args.stats).write_text(json.dumps(result, indent=1))
+            _print_run(result)
+        else:
+            from runtime.manifest import load_manifest
+            from runtime.resolve import save_latency
+            result = bench(args.bundle, args.backend, args.repeats, args.warmup, args.threads)
+            _print_bench(result, load_manifest(args.bundle))
+            if args.cmd == "calibrate":
+                print(f"wrote {save_latency(args.bundle, result['backend'], result['device'], result)}")
+    except EdgeRuntimeError as exc:
+        print(f"runtime: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("runtime: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

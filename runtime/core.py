@@ -1,0 +1,204 @@
+"""The runtime: a compiled bundle, one active sub-network, swaps between calls.
+
+    rt = runtime.load("bundles/scenes3")           # backend="auto": TensorRT if usable, else ORT
+    rt.set_preference([0.6, 0.2, 0.2], c=0.5)      # nearest compiled grid point
+    rt.set_budget(4.0)                             # most capable point within 4 ms (needs calibrate)
+    outs = rt(frame)                               # {"semseg": (C, H, W), "depth": ..., ...}
+
+Thread safety: the active selection is one immutable record swapped under a
+lock; a call pins the record it starts with, so a swap from another thread
+takes effect at the next call and never closes an engine under a running one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runtime.backends import available, get_runner
+from runtime.errors import EdgeRuntimeError
+from runtime.manifest import GridEntry, Manifest, load_manifest
+from runtime.pool import PoolItem, WarmPool
+from runtime.prefs import validate_preference
+from runtime.preprocess import preprocess
+from runtime.resolve import Selection, load_latency, nearest, within_budget
+from runtime.weights import load_weights, npz_bytes
+
+
+@dataclass(frozen=True)
+class Active:
+    selection: Selection
+    item: PoolItem
+
+
+def choose_backend(manifest: Manifest, backend: str) -> tuple[str, str]:
+    """(backend, reason): 'auto' prefers TensorRT when usable and compiled into the bundle."""
+    built = {ref.backend for s in manifest.signatures.values() for ref in s.engines}
+    if backend != "auto":
+        if backend not in built:
+            raise EdgeRuntimeError(f"bundle has no {backend} engines (it has {sorted(built)}); rebuild it with "
+                                   f"`compiler build --backend {backend}`")
+        ok, why = available(backend)
+        if not ok:
+            raise EdgeRuntimeError(f"backend {backend} cannot run here: {why}")
+        return backend, f"requested; {why}"
+    reasons = []
+    for name in ("tensorrt", "onnxruntime"):
+        ok, why = available(name)
+        if ok and name in built:
+            return name, f"auto: {why}" + (f" ({'; '.join(reasons)})" if reasons else "")
+        reasons.append(f"{name}: {why if not ok else 'no engines in bundle'}")
+    raise EdgeRuntimeError(f"no usable backend: {'; '.join(reasons)}")
+
+
+class Runtime:
+    """A loaded bundle with one active sub-network; see the module docstring."""
+
+    def __init__(self, bundle: str | Path, backend: str = "auto", pool_mb: float = 256, threads: int = 0,
+                 latency_stat: str = "p90"):
+        self.bundle = Path(bundle)
+        self.manifest = load_manifest(self.bundle)
+        self.backend, self.backend_reason = choose_backend(self.manifest, backend)
+        self.threads, self.latency_stat = threads, latency_stat
+        self.pool = WarmPool(int(pool_mb * 2**20))
+        self.task_names = [t.name for t in self.manifest.tasks]
+        self._lock = threading.Lock()
+        self._latency: dict[str, float] | None = None
+        self.call_ms: list[float] = []  # whole call (preprocess + engine)
+        self.engine_ms: list[float] = []
+        self.swaps: list[dict] = []
+        self.budget_ms: float | None = None
+        self._active: Active | None = None
+        first = self.manifest.grid[0]
+        self._swap(Selection(first, 0.0, "first grid point"), "load")
+
+    # -- resolution -------------------------------------------------------------------
+    def set_preference(self, r, c: float, exact: bool = False) -> Selection:
+        """Switches to the compiled grid point nearest to (r, c) (see runtime.resolve).
+        `exact=True` needs hypernets.onnx in the bundle; without it this falls back
+        to the nearest point and says so in the selection's reason."""
+        pref = validate_preference(r, c, len(self.task_names))
+        sel = nearest(self.manifest, pref.r, pref.c)
+        if exact and sel.distance > 1e-9:
+            sel = Selection(sel.entry, sel.distance, sel.reason + "; exact mode unavailable: bundle has no "
+                            "hypernets.onnx", sel.fits)
+        self.budget_ms = None
+        return self._swap(sel, "preference")
+
+    def set_budget(self, latency_ms: float, r=None) -> Selection:
+        """Most capable point whose calibrated latency on this device fits `latency_ms`,
+        for task weights `r` (default: the current point's). If nothing fits, the
+        fastest point is chosen and `selection.fits` is False."""
+        if not isinstance(latency_ms, (int, float)) or not np.isfinite(latency_ms) or latency_ms <= 0:
+            raise EdgeRuntimeError(f"budget must be a positive number of milliseconds, found {latency_ms!r}")
+        r = self.current.entry.r if r is None else validate_preference(r, 0.0, len(self.task_names)).r
+        sel = within_budget(self.manifest, self.latency_table(), float(latency_ms), r)
+        self.budget_ms = float(latency_ms)
+        return self._swap(sel, "budget")
+
+    def latency_table(self) -> dict[str, float]:
+        if self._latency is None:
+            device = self.device()
+            self._latency = load_latency(self.bundle, self.backend, device, self.latency_stat)
+        return self._latency
+
+    def device(self) -> str:
+        return next(ref.device for s in self.manifest.signatures.values() for ref in s.engines
+                    if ref.backend == self.backend)
+
+    # -- swapping ---------------------------------------------------------------------
+    def _load(self, entry: GridEntry):
+        sig = self.manifest.signatures[entry.signature]
+        ref = next((e for e in sig.engines if e.backend == self.backend), None)
+        if ref is None:
+            raise EdgeRuntimeError(f"signature {entry.signature} has no {self.backend} engine in this bundle")
+        path = self.bundle / ref.path
+        if not path.is_file():
+            raise EdgeRuntimeError(f"engine {path} is missing: the bundle is incomplete, rebuild it")
+        from runtime.weights import file_sha256
+        if file_sha256(path) != ref.sha256:
+            raise EdgeRuntimeError(f"engine {path} is corrupt (sha256 differs from the manifest): rebuild the bundle")
+        weights = load_weights(self.bundle / "weights" / f"{entry.weights}.npz")
+        kwargs = {"threads": self.threads} if self.backend == "onnxruntime" else {}
+        runner = get_runner(self.backend)(path, weights, **kwargs).activate()
+        return runner, path.stat().st_size + npz_bytes(weights)
+
+    def _swap(self, sel: Selection, why: str) -> Selection:
+        t0 = time.perf_counter()
+        key = (sel.entry.signature, sel.entry.weights)
+        item, warm = self.pool.get(key, lambda: self._load(sel.entry))  # raises before anything changes
+        with self._lock:
+            old, self._active = self._active, Active(sel, item)
+        if old is None or old.item is not item or old.selection.entry != sel.entry:
+            self.swaps.append({"why": why, "to": sel.entry.name, "signature": sel.entry.signature,
+                               "warm": warm, "ms": (time.perf_counter() - t0) * 1e3, "at_call": len(self.call_ms)})
+        return sel
+
+    def prewarm(self, entries: list[GridEntry] | None = None) -> int:
+        """Loads engines into the pool (all grid points by default) up to its budget; returns how many."""
+        n = 0
+        for e in entries if entries is not None else self.manifest.grid:
+            if self.pool.nbytes >= self.pool.budget:
+                break
+            self.pool.get((e.signature, e.weights), lambda e=e: self._load(e))
+            n += 1
+        return n
+
+    @property
+    def current(self) -> Selection:
+        return self._active.selection
+
+    # -- running ----------------------------------------------------------------------
+    def __call__(self, frame: np.ndarray, colour_order: str = "RGB") -> dict[str, np.ndarray]:
+        """Runs one HxWx3 uint8 frame; returns {task: (C, H, W) float32}."""
+        t0 = time.perf_counter()
+        return self.infer(preprocess(frame, self.manifest.input, colour_order), t0)[0]
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Runs one preprocessed (1, C, H, W) float32 input on the active sub-network."""
+        return self.infer(x)[0]
+
+    def infer(self, x: np.ndarray, t0: float | None = None) -> tuple[dict[str, np.ndarray], Selection]:
+        """Like `run`, also returning the selection whose engine produced the outputs."""
+        t0 = time.perf_counter() if t0 is None else t0
+        with self._lock:
+            active = self._active
+            self.pool.pin(active.item)
+        try:
+            outs = active.item.runner.run(x)
+            engine_ms = active.item.runner.last_latency_ms
+        finally:
+            self.pool.unpin(active.item)
+        self.engine_ms.append(engine_ms)
+        self.call_ms.append((time.perf_counter() - t0) * 1e3)
+        return {name: o[0] for name, o in zip(self.task_names, outs)}, active.selection
+
+    def stats(self) -> dict:
+        """Latency percentiles (ms) of calls and engine runs, swap counts and times."""
+        def pct(v):
+            return {f"p{q}": float(np.percentile(v, q)) for q in (50, 90, 99)} if v else {}
+        hot = [s["ms"] for s in self.swaps if s["warm"] and s["why"] != "load"]
+        cold = [s["ms"] for s in self.swaps if not s["warm"] and s["why"] != "load"]
+        return {"calls": len(self.call_ms), "call_ms": pct(self.call_ms), "engine_ms": pct(self.engine_ms),
+                "swaps": len(hot) + len(cold), "hot_swaps": len(hot), "cold_swaps": len(cold),
+                "hot_swap_ms": pct(hot), "cold_swap_ms": pct(cold),
+                "pool": {"hits": self.pool.hits, "misses": self.pool.misses, "evictions": self.pool.evictions,
+                         "mb": self.pool.nbytes / 2**20}}
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def load(bundle: str | Path, backend: str = "auto", **kwargs) -> Runtime:
+    """Loads a compiled bundle; `backend` is 'auto', 'onnxruntime' or 'tensorrt'."""
+    return Runtime(bundle, backend, **kwargs)

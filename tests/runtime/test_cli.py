@@ -1,0 +1,87 @@
+"""`runtime` CLI: headless run with a schedule, calibrate, bench, bad input."""
+
+import json
+import shutil
+
+import pytest
+
+from runtime.cli import main
+from runtime.manifest import load_manifest
+from runtime.resolve import save_latency
+
+cv2 = pytest.importorskip("cv2")
+
+
+@pytest.fixture
+def bundle(tiny_bundle, tmp_path):
+    dst = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle[0], dst)
+    return dst
+
+
+def _distinct_points(m, k):
+    """k grid points, each consecutive pair on a different (signature, weights)."""
+    return [e for e in m.grid][:k]
+
+
+def test_headless_run_swaps_exactly_at_scheduled_frames(bundle, tmp_path, capsys):
+    m = load_manifest(bundle)
+    pts = _distinct_points(m, 5)
+    # Latency table written by hand so the budget pick is known: grid[0]'s signature is fastest.
+    lat = {sig: {"p90": 0.0 if sig == pts[0].signature else 1.0} for sig in m.signatures}
+    save_latency(bundle, "onnxruntime", m.signatures[pts[0].signature].engines[0].device, {"signatures": lat})
+    events = [{"frame": 4 * (i + 1), "r": list(e.r), "c": e.c} for i, e in enumerate(pts[1:])]
+    events.append({"frame": 22, "budget_ms": 1e-6})  # nothing fits: the fastest point, grid[0]
+    events.append({"frame": 26, "r": list(pts[2].r), "c": pts[2].c})
+    (tmp_path / "s.json").write_text(json.dumps({"events": events}))
+    out, stats = tmp_path / "out.mp4", tmp_path / "stats.json"
+    assert main(["run", "--bundle", str(bundle), "--source", "synthetic", "--frames", "30", "--headless",
+                 "--out", str(out), "--schedule", str(tmp_path / "s.json"), "--stats", str(stats)]) == 0
+    assert "frames processed" in capsys.readouterr().out
+    s = json.loads(stats.read_text())
+    assert s["frames"] == s["processed"] == 30 and s["dropped"] == 0
+    assert [f["frame"] for f in s["per_frame"]] == list(range(30))
+    assert [sw["frame"] for sw in s["swaps"]] == [e["frame"] for e in events]
+    assert s["per_frame"][22]["point"] == pts[0].name and s["per_frame"][26]["point"] == pts[2].name
+    for e, f in zip(pts[1:], (4, 8, 12, 16)):  # the frame at a switch already runs the new point
+        assert s["per_frame"][f]["point"] == e.name and s["per_frame"][f - 1]["point"] != e.name
+    cap = cv2.VideoCapture(str(out))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == s["video_frames"] == 30
+
+
+def test_bench_and_calibrate_cover_every_signature(bundle, capsys):
+    assert main(["bench", "--bundle", str(bundle), "--repeats", "3", "--warmup", "1"]) == 0
+    out = capsys.readouterr().out
+    sigs = load_manifest(bundle).signatures
+    assert all(sig in out for sig in sigs)
+    assert main(["calibrate", str(bundle), "--repeats", "3", "--warmup", "1"]) == 0
+    table = json.loads(next((bundle / "latency").glob("onnxruntime-*.json")).read_text())
+    assert set(table["signatures"]) == set(sigs)
+    assert all(0 < v["p50"] <= v["p90"] <= v["p99"] for v in table["signatures"].values())
+
+
+@pytest.mark.parametrize("schedule, match", [
+    ({"events": [{"frame": -1, "budget_ms": 1}]}, "frame must be an integer"),
+    ({"events": [{"frame": 1, "r": [1, 0, 0]}]}, "r and c together"),
+    ({"events": [{"frame": 1, "speed": 2}]}, "expected keys"),
+    ([], "expected"),
+])
+def test_bad_schedules_exit_2(bundle, tmp_path, capsys, schedule, match):
+    (tmp_path / "s.json").write_text(json.dumps(schedule))
+    assert main(["run", "--bundle", str(bundle), "--headless", "--schedule", str(tmp_path / "s.json")]) == 2
+    assert match in capsys.readouterr().err
+
+
+def test_bad_bundle_or_source_exit_2(bundle, tmp_path, capsys):
+    assert main(["run", "--bundle", str(tmp_path / "nope"), "--headless"]) == 2
+    assert "not a bundle" in capsys.readouterr().err
+    assert main(["run", "--bundle", str(bundle), "--source", str(tmp_path / "missing.mp4"), "--headless"]) == 2
+    assert "cannot open source" in capsys.readouterr().err
+    raw = json.loads((bundle / "manifest.json").read_text())
+    raw["format_version"] = 99
+    (bundle / "manifest.json").write_text(json.dumps(raw))
+    assert main(["bench", "--bundle", str(bundle)]) == 2
+    assert "version 99 is not supported" in capsys.readouterr().err

@@ -1,0 +1,170 @@
+"""runtime.load / set_preference / set_budget / calls, on the tiny bundle."""
+
+import json
+import shutil
+import threading
+
+import numpy as np
+import pytest
+
+import runtime
+from runtime.backends import get_runner
+from runtime.errors import EdgeRuntimeError
+from runtime.resolve import nearest, r_distance, save_latency, within_budget
+from runtime.weights import load_weights
+
+
+def _x(seed=0, shape=(3, 16, 16)):
+    return np.random.default_rng(seed).standard_normal((1, *shape)).astype(np.float32)
+
+
+def _reference(bundle, manifest, entry, x):
+    sig = manifest.signatures[entry.signature]
+    weights = load_weights(bundle / "weights" / f"{entry.weights}.npz")
+    with get_runner("onnxruntime")(bundle / sig.engines[0].path, weights) as r:
+        return r.run(x)
+
+
+@pytest.fixture
+def bundle(tiny_bundle, tmp_path):
+    """A private copy: tests below corrupt files and write latency tables."""
+    dst = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle[0], dst)
+    return dst
+
+
+def test_set_preference_resolves_to_the_nearest_point_and_runs_it(bundle):
+    with runtime.load(bundle) as rt:
+        assert rt.backend == "onnxruntime" and "onnxruntime" in rt.backend_reason
+        sel = rt.set_preference([0.7, 0.2, 0.1], 0.3)
+        dists = [r_distance(e.r, (0.7, 0.2, 0.1)) + abs(e.c - 0.3) for e in rt.manifest.grid]
+        assert sel.distance == pytest.approx(min(dists)) and rt.current is sel
+        outs = rt.run(_x())
+        ref = _reference(bundle, rt.manifest, sel.entry, _x())
+        for name, r in zip(rt.task_names, ref):
+            np.testing.assert_array_equal(outs[name], r[0])
+        exact = rt.manifest.grid[3]
+        assert rt.set_preference(list(exact.r), exact.c).entry == exact
+
+
+def test_frames_are_preprocessed_and_bad_frames_rejected(bundle):
+    with runtime.load(bundle) as rt:
+        outs = rt(np.full((40, 30, 3), 128, np.uint8))
+        assert {k: v.shape for k, v in outs.items()} == {"semseg": (5, 16, 16), "depth": (1, 16, 16),
+                                                         "normals": (3, 16, 16)}
+        with pytest.raises(EdgeRuntimeError, match=r"HxWx3 array, found \(40, 30\)"):
+            rt(np.zeros((40, 30), np.uint8))
+        with pytest.raises(EdgeRuntimeError, match="must be uint8"):
+            rt(np.zeros((40, 30, 3), np.float32))
+        with pytest.raises(EdgeRuntimeError, match=r"shape \(1, 3, 16, 16\)"):
+            rt.run(np.zeros((1, 3, 8, 8), np.float32))
+
+
+@pytest.mark.parametrize("r, c, match", [([float("nan"), 0.5, 0.5], 0.0, "finite"), ([-0.5, 1.0, 0.5], 0.0, ">= 0"),
+                                         ([0.5, 0.5], 0.0, "3 entries"), ([0.5, 0.25, 0.25], 2.0, r"\[0, 1\]")])
+def test_bad_preferences_leave_the_runtime_untouched(bundle, r, c, match):
+    with runtime.load(bundle) as rt:
+        before = rt.current
+        with pytest.raises(EdgeRuntimeError, match=match):
+            rt.set_preference(r, c)
+        assert rt.current is before and rt.run(_x()) is not None
+
+
+def test_corrupt_engine_fails_the_swap_and_keeps_the_old_one(bundle):
+    with runtime.load(bundle) as rt:
+        before = rt.current
+        other = next(e for e in rt.manifest.grid if e.signature != before.entry.signature)
+        engine = bundle / rt.manifest.signatures[other.signature].engines[0].path
+        engine.write_bytes(engine.read_bytes()[:-10])
+        with pytest.raises(EdgeRuntimeError, match="corrupt"):
+            rt.set_preference(list(other.r), other.c)
+        assert rt.current is before
+        engine.unlink()
+        with pytest.raises(EdgeRuntimeError, match="missing"):
+            rt.set_preference(list(other.r), other.c)
+
+
+def test_exact_mode_without_hypernets_falls_back_and_says_so(bundle):
+    with runtime.load(bundle) as rt:
+        sel = rt.set_preference([0.72, 0.18, 0.1], 0.3, exact=True)
+        assert "exact mode unavailable" in sel.reason
+
+
+def test_budget_needs_calibration_then_picks_within_it(bundle):
+    with runtime.load(bundle) as rt:
+        with pytest.raises(EdgeRuntimeError, match="runtime calibrate"):
+            rt.set_budget(5.0)
+        with pytest.raises(EdgeRuntimeError, match="positive number"):
+            rt.set_budget(float("nan"))
+        # A made-up table (timings are not asserted): latency grows with FLOPs.
+        lat = {s: 1.0 + 10 * info.flops / rt.manifest.full_net["flops"] for s, info in rt.manifest.signatures.items()}
+        save_latency(bundle, rt.backend, rt.device(), {"signatures": {s: {"p90": v} for s, v in lat.items()}})
+        sel = rt.set_budget(1e6, r=[1.0, 0.0, 0.0])
+        assert sel.fits and sel.distance == pytest.approx(min(r_distance(e.r, (1, 0, 0)) for e in rt.manifest.grid))
+        low = rt.set_budget(0.5)
+        assert not low.fits and lat[low.entry.signature] == min(lat.values()) and "nothing fits" in low.reason
+        assert rt.budget_ms == 0.5
+
+
+def test_budget_rule_on_the_grid(tiny_bundle):
+    m = runtime.manifest.load_manifest(tiny_bundle[0])
+    lat = {s: float(i) for i, s in enumerate(sorted(m.signatures))}
+    for budget in (0.5, 1.5, 2.5, 100.0):
+        sel = within_budget(m, lat, budget, (0.2, 0.4, 0.4))
+        if not any(v <= budget for v in lat.values()):
+            continue
+        assert lat[sel.entry.signature] <= budget
+        closer = [e for e in m.grid if r_distance(e.r, (0.2, 0.4, 0.4)) < sel.distance - 1e-9]
+        assert all(lat[e.signature] > budget for e in closer)  # nothing closer fits
+        same = [e for e in m.grid if abs(r_distance(e.r, (0.2, 0.4, 0.4)) - sel.distance) < 1e-9
+                and lat[e.signature] <= budget]
+        assert sel.entry.c == min(e.c for e in same)  # smallest c that fits
+    assert nearest(m, m.grid[0].r, m.grid[0].c).distance == 0
+
+
+def test_swaps_from_another_thread_never_mix_sub_networks(bundle):
+    """One thread runs frames while another switches preference 200 times: every
+    output equals the reference of the sub-network the call reports it ran on."""
+    x = _x(3)
+    with runtime.load(bundle, pool_mb=64) as rt:
+        points = [e for e in rt.manifest.grid][:6]
+        refs = {e.name: _reference(bundle, rt.manifest, e, x) for e in points}
+        stop, errors, seen = threading.Event(), [], set()
+
+        def caller():
+            while not stop.is_set():
+                try:
+                    outs, sel = rt.infer(x)
+                    ref = refs.get(sel.entry.name)
+                    if ref is not None:
+                        seen.add(sel.entry.name)
+                        for name, r in zip(rt.task_names, ref):
+                            if not np.array_equal(outs[name], r[0]):
+                                errors.append(f"{sel.entry.name}/{name} differs")
+                except Exception as exc:  # noqa: BLE001 - any exception fails the test
+                    errors.append(repr(exc))
+
+        t = threading.Thread(target=caller)
+        t.start()
+        for i in range(200):
+            e = points[i % len(points)]
+            rt.set_preference(list(e.r), e.c)
+        stop.set()
+        t.join(30)
+        assert not errors, errors[:3]
+        assert len(seen) >= 2
+        st = rt.stats()
+        assert st["hot_swaps"] > 0 and st["swaps"] >= 190 and st["calls"] > 0
+
+
+def test_stats_report_percentiles_and_swap_kinds(bundle):
+    with runtime.load(bundle) as rt:
+        a, b = rt.manifest.grid[0], rt.manifest.grid[-1]
+        for _ in range(5):
+            rt.run(_x())
+        rt.set_preference(list(b.r), b.c)
+        rt.set_preference(list(a.r), a.c)  # back to a warm engine
+        st = rt.stats()
+        assert st["calls"] == 5 and set(st["call_ms"]) == {"p50", "p90", "p99"}
+        assert (st["cold_swaps"], st["hot_swaps"]) == (1, 1)
+        assert json.dumps(st)  # JSON-serialisable for stats files

@@ -35,6 +35,7 @@ from compiler.engines import PRECISIONS, get_builder
 from compiler.errors import CompilerError, ParityError
 from compiler.export import INPUT_NAME, OPSET, export_graph
 from compiler.grid import GridPoint, load_grid
+from compiler.hyper import export_hypernets
 from runtime.backends import get_runner
 from runtime.manifest import EngineRef, GridEntry, InputSpec, Manifest, SignatureInfo, TaskInfo
 from runtime.signature import canonical_tree, tree_signature
@@ -62,6 +63,7 @@ class BuildConfig:
     parity_tol: float = 1e-4  # fp32: max abs error / output scale
     workspace_mb: int = 1024  # TensorRT builder workspace
     seed: int = 0
+    hypernets: bool = True  # export hypernets.onnx + anchor.npz for the runtime's exact mode
 
 
 @dataclass
@@ -312,6 +314,7 @@ class Builder:
                         input=InputSpec(tuple(spec["shape"]), spec["colour_order"], spec["scale"],
                                         tuple(spec["mean"]), tuple(spec["std"])),
                         full_net={"params": self.full[0], "flops": self.full[1]}, signatures=sigs, grid=grid,
+                        hypernets=getattr(self, "hypernets", None),
                         build={"backend": self.cfg.backend, "precision": self.cfg.precision, "device": self.device,
                                "config": vars(self.cfg) | {}, "cache": self.cache.stats, "stages": self.stages.seconds,
                                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
@@ -376,6 +379,9 @@ def build(cfg: BuildConfig, console: Console | None = None) -> BuildReport:
             b.engines(stage, progress)
             b.parity(stage, progress)
         b.samples(stage)
+        if cfg.hypernets:
+            with b.stages("hypernets"):
+                b.hypernets = export_hypernets(b.models, stage)
         b.stages.seconds["total"] = round(time.perf_counter() - t0, 3)
         _write_json(stage / "manifest.json", b.manifest().to_dict())
         publish(stage, out)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from runtime.fold import fold_conv_bn, fold_params
+from runtime.fold import fold_conv_bn, fold_tree
 from runtime.signature import canonical_tree
 from trainer.models.anchor import AnchorNet
 from trainer.models.blocks import conv_bn_pairs
@@ -110,15 +110,5 @@ class TreeFolder:
         self.heads = [node_arrays(h) for h in anchor.heads]
 
     def weights(self, tree, deltas: Mapping | None = None) -> dict[str, np.ndarray]:
-        deltas = deltas or {}
-        used = used_nodes(canonical_tree(tree))
-        out: dict[str, np.ndarray] = {}
-        for l, row in enumerate(used):
-            for i, u in enumerate(row):
-                if u:
-                    arrays, pairs = self.nodes[(l, i)]
-                    d = {k: _np(v) for k, v in deltas.get((l, i), {}).items()}
-                    out.update(fold_params(arrays, pairs, d, prefix=f"nodes.{node_key(l, i)}."))
-        for j, (arrays, pairs) in enumerate(self.heads):
-            out.update(fold_params(arrays, pairs, prefix=f"heads.{j}."))
-        return out
+        d = {node: {k: _np(v) for k, v in nd.items()} for node, nd in (deltas or {}).items()}
+        return fold_tree(self.nodes, self.heads, tree, d)

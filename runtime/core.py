@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,8 @@ from runtime.pool import PoolItem, WarmPool
 from runtime.prefs import validate_preference
 from runtime.preprocess import preprocess
 from runtime.resolve import Selection, load_latency, nearest, within_budget
-from runtime.weights import load_weights, npz_bytes
+from runtime.signature import tree_signature
+from runtime.weights import load_weights, npz_bytes, weights_id
 
 
 @dataclass(frozen=True)
@@ -73,21 +74,39 @@ class Runtime:
         self.swaps: list[dict] = []
         self.budget_ms: float | None = None
         self._active: Active | None = None
+        self._resolver = None  # ExactResolver, created on the first exact request
+        self._exact_weights: dict[str, dict] = {}  # folded in memory, consumed by the next load
         first = self.manifest.grid[0]
         self._swap(Selection(first, 0.0, "first grid point"), "load")
 
     # -- resolution -------------------------------------------------------------------
     def set_preference(self, r, c: float, exact: bool = False) -> Selection:
         """Switches to the compiled grid point nearest to (r, c) (see runtime.resolve).
-        `exact=True` needs hypernets.onnx in the bundle; without it this falls back
-        to the nearest point and says so in the selection's reason."""
+        `exact=True` evaluates the bundle's hypernets at (r, c) and, when that tree
+        is compiled, binds freshly folded weights to its engine; otherwise it falls
+        back to the nearest grid point and says why in the selection's reason."""
         pref = validate_preference(r, c, len(self.task_names))
         sel = nearest(self.manifest, pref.r, pref.c)
         if exact and sel.distance > 1e-9:
-            sel = Selection(sel.entry, sel.distance, sel.reason + "; exact mode unavailable: bundle has no "
-                            "hypernets.onnx", sel.fits)
+            sel = self._exact(pref, sel)
         self.budget_ms = None
         return self._swap(sel, "preference")
+
+    def _exact(self, pref, fallback: Selection) -> Selection:
+        if self.manifest.hypernets is None:
+            return replace(fallback, reason=fallback.reason + "; exact mode unavailable: bundle has no hypernets")
+        if self._resolver is None:
+            from runtime.exact import ExactResolver
+            self._resolver = ExactResolver(self.bundle, self.manifest.hypernets)
+        tree, deltas = self._resolver(pref.r, pref.c)
+        sig = tree_signature(tree)
+        if sig not in self.manifest.signatures:
+            return replace(fallback, reason=fallback.reason + f"; exact tree {sig} is not compiled in this bundle")
+        weights = self._resolver.weights(tree, deltas)
+        wid = weights_id(weights)
+        name = "exact r=" + ",".join(f"{v:.4g}" for v in pref.r) + f";c={pref.c:.4g}"
+        self._exact_weights[wid] = weights
+        return Selection(GridEntry(name, pref.r, pref.c, sig, wid), 0.0, "exact: hypernets + numpy BN folding")
 
     def set_budget(self, latency_ms: float, r=None) -> Selection:
         """Most capable point whose calibrated latency on this device fits `latency_ms`,
@@ -122,7 +141,9 @@ class Runtime:
         from runtime.weights import file_sha256
         if file_sha256(path) != ref.sha256:
             raise EdgeRuntimeError(f"engine {path} is corrupt (sha256 differs from the manifest): rebuild the bundle")
-        weights = load_weights(self.bundle / "weights" / f"{entry.weights}.npz")
+        weights = self._exact_weights.pop(entry.weights, None)
+        if weights is None:
+            weights = load_weights(self.bundle / "weights" / f"{entry.weights}.npz")
         kwargs = {"threads": self.threads} if self.backend == "onnxruntime" else {}
         runner = get_runner(self.backend)(path, weights, **kwargs).activate()
         return runner, path.stat().st_size + npz_bytes(weights)

@@ -53,3 +53,26 @@ def fold_params(params: Mapping[str, np.ndarray], pairs: Sequence[tuple[str, str
                                                                                  "running_var")}
     out.update({f"{prefix}{k}": v for k, v in params.items() if k not in consumed})
     return out
+
+
+NodeFold = tuple[Mapping[str, np.ndarray], Sequence[tuple[str, str, float]]]  # (arrays, pairs) of one module
+
+
+def fold_tree(nodes: Mapping[tuple[int, int], NodeFold], heads: Sequence[NodeFold], tree,
+              deltas: Mapping[tuple[int, int], Mapping[str, np.ndarray]] | None = None) -> dict[str, np.ndarray]:
+    """Folded weights of a tree's used nodes (+ BN deltas per node) and the heads,
+    named as the compiled graphs' initializers (`nodes.n<l>_<i>.<param>`,
+    `heads.<j>.<param>`). The compiler and the runtime's exact mode both call this."""
+    from runtime.signature import _used, canonical_tree
+    deltas = deltas or {}
+    tree = canonical_tree(tree)
+    used = _used([[max(p, 0) for p in row] for row in tree])
+    out: dict[str, np.ndarray] = {}
+    for l, row in enumerate(used):
+        for i, u in enumerate(row):
+            if u:
+                arrays, pairs = nodes[(l, i)]
+                out.update(fold_params(arrays, pairs, deltas.get((l, i)), prefix=f"nodes.n{l}_{i}."))
+    for j, (arrays, pairs) in enumerate(heads):
+        out.update(fold_params(arrays, pairs, prefix=f"heads.{j}."))
+    return out

@@ -82,7 +82,7 @@ class Manifest:
     full_net: dict  # params, flops of the anchor net with every stream computed
     signatures: dict[str, SignatureInfo]
     grid: tuple[GridEntry, ...]
-    hypernets: str | None = None
+    hypernets: dict | None = None  # {"graph", "plan", "anchor"} paths, for exact mode
     build: dict = field(default_factory=dict)
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
@@ -167,7 +167,16 @@ def manifest_from_dict(d: Any) -> Manifest:
     if not grid:
         raise EdgeRuntimeError("manifest: the grid is empty")
     return Manifest(model=_get(d, "model", dict, ""), tasks=tasks, input=spec, full_net=_get(d, "full_net", dict, ""),
-                    signatures=sigs, grid=grid, hypernets=d.get("hypernets"), build=d.get("build", {}))
+                    signatures=sigs, grid=grid, hypernets=_hypernets(d.get("hypernets")),
+                    build=d.get("build", {}))
+
+
+def _hypernets(h) -> dict | None:
+    if h is None:
+        return None
+    for key in ("graph", "plan", "anchor"):
+        _get(h, key, str, "hypernets")
+    return h
 
 
 def load_manifest(bundle_dir: str | Path) -> Manifest:

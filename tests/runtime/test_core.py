@@ -84,10 +84,42 @@ def test_corrupt_engine_fails_the_swap_and_keeps_the_old_one(bundle):
             rt.set_preference(list(other.r), other.c)
 
 
+def test_exact_mode_matches_pytorch_off_the_grid(bundle, tiny_run):
+    """Off-grid preference: hypernets.onnx + numpy folding bound to the compiled
+    engine of that tree give the PyTorch model's outputs at that exact (r, c)."""
+    import torch
+
+    from trainer.checkpoint import load_checkpoint
+    _, models, _ = load_checkpoint(tiny_run / "model.ckpt")
+    with runtime.load(bundle) as rt:
+        compiled = {s.tree for s in rt.manifest.signatures.values()}
+        rng, hits = np.random.default_rng(0), 0
+        for _ in range(10):
+            r, c = rng.dirichlet([1, 1, 1]), float(rng.uniform())
+            sel = rt.set_preference(list(r), c, exact=True)
+            rt_r = torch.tensor(sel.entry.r, dtype=torch.float32)
+            tree = runtime.canonical_tree(models.edge.tree(rt_r, c))
+            if tree not in compiled:
+                assert "not compiled in this bundle" in sel.reason and sel.entry in rt.manifest.grid
+                continue
+            hits += 1
+            assert sel.reason.startswith("exact") and sel.entry.c == pytest.approx(c)
+            x = _x(1)
+            outs = rt.run(x)
+            with torch.no_grad():
+                ref = models.anchor.forward_tree(torch.from_numpy(x), tree, models.weight(rt_r, c))
+            for name, want in zip(rt.task_names, ref):
+                np.testing.assert_allclose(outs[name], want[0].numpy(), atol=1e-4 * float(want.abs().max()))
+        assert hits > 0
+
+
 def test_exact_mode_without_hypernets_falls_back_and_says_so(bundle):
+    raw = json.loads((bundle / "manifest.json").read_text())
+    raw["hypernets"] = None
+    (bundle / "manifest.json").write_text(json.dumps(raw))
     with runtime.load(bundle) as rt:
         sel = rt.set_preference([0.72, 0.18, 0.1], 0.3, exact=True)
-        assert "exact mode unavailable" in sel.reason
+        assert "exact mode unavailable" in sel.reason and sel.entry in rt.manifest.grid
 
 
 def test_budget_needs_calibration_then_picks_within_it(bundle):

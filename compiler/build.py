@@ -288,13 +288,20 @@ class Builder:
     def samples(self, stage: Path, n: int = 48, upscale: int = 4) -> None:
         """Sample frames for `runtime run --source synthetic` (the runtime cannot render:
         the scene generator lives in the trainer): RGB uint8, larger than the
-        network input, as a camera's would be."""
-        from trainer.data.scenes import render_scenes
-        data = self.fit_cfg.data
-        images = render_scenes(n, self.shape[1] * upscale, seed=data.seed + 7919, max_objects=data.max_objects)["image"]
-        frames = np.clip(np.asarray(images, np.float32) * (255 if images.dtype != np.uint8 else 1), 0, 255)
-        (stage / "samples").mkdir()
-        np.save(stage / "samples" / "frames.npy", frames.astype(np.uint8).transpose(0, 2, 3, 1))
+        network input, as a camera's would be. Cached: rendering takes seconds."""
+        data, size = self.fit_cfg.data, self.shape[1] * upscale
+        fields = {"n": n, "size": size, "seed": data.seed + 7919, "max_objects": data.max_objects,
+                  "generator": __import__("trainer.data.scenes", fromlist=["GENERATOR_VERSION"]).GENERATOR_VERSION}
+
+        def render(tmp: Path) -> None:
+            from trainer.data.scenes import render_scenes
+            images = render_scenes(n, size, seed=fields["seed"], max_objects=data.max_objects)["image"]
+            with open(tmp, "wb") as f:
+                np.save(f, np.ascontiguousarray(images.astype(np.uint8).transpose(0, 2, 3, 1)))
+        with self.stages("samples"):
+            entry = self.cache.get_or_build("samples", "scenes", fields, ".npy", render)
+            (stage / "samples").mkdir()
+            shutil.copyfile(entry.path, stage / "samples" / "frames.npy")
 
     def manifest(self) -> Manifest:
         sigs = {}

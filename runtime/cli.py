@@ -42,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
     r.add_argument("--headless", action="store_true", help="no window (use with --out)")
     r.add_argument("--out", default=None, help="write the overlay video here (.mp4)")
-    r.add_argument("--schedule", default=None, help="schedule.json: preference/budget switches at frame numbers")
+    r.add_argument("--schedule", default=None, help="schedule.json (or a shipped name: demo): preference/budget "
+                   "switches at frame numbers")
     r.add_argument("--stats", default=None, help="write per-frame latency, swaps and drops here (JSON)")
     r.add_argument("--r", type=float, nargs="+", default=None, help="initial task weights")
     r.add_argument("--c", type=float, default=0.0, help="initial cost preference")
@@ -71,9 +72,14 @@ class Event:
     budget_ms: float | None = None
 
 
+SCHEDULE_DIR = Path(__file__).parent / "schedules"  # shipped schedules, usable by name (e.g. demo)
+
+
 def load_schedule(path: str | None) -> dict[int, list[Event]]:
     if path is None:
         return {}
+    if not Path(path).exists() and (SCHEDULE_DIR / f"{path}.json").is_file():
+        path = str(SCHEDULE_DIR / f"{path}.json")
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:

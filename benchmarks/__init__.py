@@ -1,0 +1,1 @@
+"""Benchmarks driving the trainer, compiler and runtime; results under benchmarks/results/<device>/."""

@@ -1,0 +1,50 @@
+"""Shared benchmark plumbing: machine description, percentiles, result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    import onnxruntime
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "machine": platform.machine(),
+            "python": platform.python_version(), "numpy": np.__version__, "onnxruntime": onnxruntime.__version__,
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def device_id() -> str:
+    return re.sub(r"[^a-z0-9]+", "-", f"{cpu_model()}-{os.cpu_count()}c".lower()).strip("-")
+
+
+def pct(values) -> dict:
+    v = np.asarray(values, float)
+    return {"p50": float(np.percentile(v, 50)), "p90": float(np.percentile(v, 90)),
+            "p99": float(np.percentile(v, 99)), "n": int(len(v))}
+
+
+def write(name: str, result: dict, markdown: str, out: Path | None = None) -> Path:
+    """Writes <out or results/<device>>/<name>.json and .md; returns the directory."""
+    d = out or RESULTS / device_id()
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{name}.json").write_text(json.dumps(result, indent=1))
+    (d / f"{name}.md").write_text(markdown)
+    return d

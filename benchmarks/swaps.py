@@ -28,7 +28,7 @@ def measure(bundle: str, rounds: int = 200, calls: int = 500, threads: int = 1) 
         by_sig.setdefault(e.signature, e)
     points = list(by_sig.values())[:8] if len(by_sig) > 1 else list(m.grid[:8])
     with runtime.load(bundle, "onnxruntime", threads=threads) as rt:  # everything fits the pool: hot
-        rt.prewarm(points)
+        rt.prewarm(list(points))
         hot, warm = _swap_times(rt, points, rounds)
         assert all(warm)
     with runtime.load(bundle, "onnxruntime", threads=threads, pool_mb=0) as rt:  # pool of one: cold

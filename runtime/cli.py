@@ -229,7 +229,8 @@ def _print_run(result: dict) -> None:
     from rich.table import Table
     s = result["summary"]
     t = Table(title=f"{result['frames']} frames from {result['source']} on {result['backend']}", show_header=False)
-    rows = [("frames processed / dropped", f"{result['processed']} / {result['dropped']}"),
+    rows = [("backend", result["backend_reason"]),
+            ("frames processed / dropped", f"{result['processed']} / {result['dropped']}"),
             ("call latency p50 / p90 / p99 ms", " / ".join(f"{s['call_ms'].get(k, 0):.2f}" for k in ("p50", "p90", "p99"))),
             ("engine latency p50 / p90 / p99 ms", " / ".join(f"{s['engine_ms'].get(k, 0):.2f}" for k in ("p50", "p90", "p99"))),
             ("swaps (hot / cold)", f"{s['swaps']} ({s['hot_swaps']} / {s['cold_swaps']})"),

@@ -25,7 +25,7 @@ from runtime.manifest import GridEntry, Manifest, load_manifest
 from runtime.pool import PoolItem, WarmPool
 from runtime.prefs import validate_preference
 from runtime.preprocess import preprocess
-from runtime.resolve import Selection, load_latency, nearest, within_budget
+from runtime.resolve import Selection, load_latency, nearest, r_distance, within_budget
 from runtime.signature import tree_signature
 from runtime.weights import load_weights, npz_bytes, weights_id
 
@@ -159,15 +159,24 @@ class Runtime:
                                "warm": warm, "ms": (time.perf_counter() - t0) * 1e3, "at_call": len(self.call_ms)})
         return sel
 
-    def prewarm(self, entries: list[GridEntry] | None = None) -> int:
-        """Loads engines into the pool (all grid points by default) up to its budget; returns how many."""
-        n = 0
-        for e in entries if entries is not None else self.manifest.grid:
+    def prewarm(self, which: str | list[GridEntry] = "all", k: int = 4) -> int:
+        """Loads engines into the pool until its memory budget is reached: every grid
+        point ("all"), the `k` points nearest to the current one ("neighbours"), or a
+        list of entries. Returns how many are warm afterwards."""
+        if which == "all":
+            entries = list(self.manifest.grid)
+        elif which == "neighbours":
+            cur = self.current.entry
+            entries = sorted(self.manifest.grid, key=lambda e: r_distance(e.r, cur.r) + abs(e.c - cur.c))[:k + 1]
+        elif isinstance(which, (list, tuple)):
+            entries = list(which)
+        else:
+            raise EdgeRuntimeError(f"prewarm expects 'all', 'neighbours' or a list of grid entries, found {which!r}")
+        for e in entries:
             if self.pool.nbytes >= self.pool.budget:
                 break
             self.pool.get((e.signature, e.weights), lambda e=e: self._load(e))
-            n += 1
-        return n
+        return len(self.pool.items)
 
     @property
     def current(self) -> Selection:

@@ -200,3 +200,17 @@ def test_stats_report_percentiles_and_swap_kinds(bundle):
         assert st["calls"] == 5 and set(st["call_ms"]) == {"p50", "p90", "p99"}
         assert (st["cold_swaps"], st["hot_swaps"]) == (1, 1)
         assert json.dumps(st)  # JSON-serialisable for stats files
+
+
+def test_prewarm_neighbours_makes_the_next_swap_hot(bundle):
+    with runtime.load(bundle, pool_mb=64) as rt:
+        assert rt.prewarm("neighbours", k=3) == 4
+        cur = rt.current.entry
+        near = min((e for e in rt.manifest.grid if e != cur),
+                   key=lambda e: r_distance(e.r, cur.r) + abs(e.c - cur.c))
+        rt.set_preference(list(near.r), near.c)
+        assert rt.swaps[-1]["warm"]
+        with pytest.raises(EdgeRuntimeError, match="prewarm expects"):
+            rt.prewarm("everything")
+    with runtime.load(bundle, pool_mb=0.001) as rt:  # a budget below one engine keeps one
+        assert rt.prewarm("all") == 1

@@ -1,26 +1,52 @@
-"""`python -m benchmarks swaps --bundle BUNDLE [--quick]`"""
+"""`python -m benchmarks {all,latency,swaps,camera,compile,control}`: results go to
+benchmarks/results/<device>/ as JSON + Markdown + plots, plus a summary."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description="Benchmarks of the trainer, compiler and "
+                                "runtime; results go to benchmarks/results/<device>/ (JSON + Markdown + plots).")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name, help_ in (("all", "everything below, then SUMMARY.md"), ("latency", "P1-P3: per-signature latency"),
+                        ("swaps", "P4/P6: swaps, rebinds, resolution, runtime overhead"),
+                        ("camera", "camera-loop simulation with a budget schedule"),
+                        ("compile", "P5: build time vs grid size, cold and warm"),
+                        ("control", "paper tables and figures 5/7, latency over the simplex")):
+        s = sub.add_parser(name, help=help_)
+        s.add_argument("--bundle", help="compiled bundle (latency, swaps, camera, control)")
+        s.add_argument("--run", help="trainer run directory (compile, control)")
+        s.add_argument("--quick", action="store_true", help="fewer repeats and smaller grids (minutes)")
+        s.add_argument("--out", default=None, help="result directory (default benchmarks/results/<device>)")
+    return p
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks", description="Benchmarks; results go to "
-                                "benchmarks/results/<device>/ as JSON + Markdown.")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("swaps", help="hot/cold swaps, rebinds, resolution, runtime overhead vs raw session")
-    s.add_argument("--bundle", required=True)
-    s.add_argument("--quick", action="store_true", help="fewer repeats (seconds)")
-    s.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
-    s.add_argument("--out", default=None, help="result directory (default benchmarks/results/<device>)")
-    args = p.parse_args(argv)
-    from pathlib import Path
-
-    from benchmarks import swaps
-    rounds, calls = (40, 100) if args.quick else (200, 1000)
-    swaps.main(args.bundle, rounds, calls, args.threads, Path(args.out) if args.out else None)
+    args = _parser().parse_args(argv)
+    from benchmarks import camera, compile, control, latency, summary, swaps
+    out = Path(args.out) if args.out else None
+    q = args.quick
+    need = {"latency": ["bundle"], "swaps": ["bundle"], "camera": ["bundle"], "compile": ["run"],
+            "control": ["run"], "all": ["bundle", "run"]}[args.cmd]
+    missing = [f"--{k}" for k in need if getattr(args, k) is None]
+    if missing:
+        print(f"benchmarks {args.cmd}: missing {' and '.join(missing)}", file=sys.stderr)
+        return 2
+    steps = {
+        "latency": lambda: latency.main(args.bundle, 30 if q else 200, 5 if q else 20, out=out),
+        "swaps": lambda: swaps.main(args.bundle, 40 if q else 200, 100 if q else 1000, out=out),
+        "camera": lambda: camera.main(args.bundle, 30.0, 120 if q else 300, out=out),
+        "compile": lambda: compile.main(f"{args.run}/model.ckpt", (21, 66) if q else (21, 66, 198), out=out),
+        "control": lambda: control.main(args.run, args.bundle, quick=q, out=out),
+    }
+    for name in (steps if args.cmd == "all" else [args.cmd]):
+        steps[name]()
+    if args.cmd == "all":
+        print(f"wrote {summary.main(out)}")
     return 0
 
 

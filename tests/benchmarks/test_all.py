@@ -32,7 +32,8 @@ def test_every_benchmark_writes_json_markdown_and_plots(bundle, tiny_run, tmp_pa
     cold, warm = comp["rows"]
     assert cold["engine_builds"] == cold["signatures"] and warm["engine_builds"] == 0
     cam = camera.main(str(bundle), fps=200.0, frames=25, out=out)
-    assert len(cam["per_frame"]) == 25 and len(cam["switches"]) == 4
+    assert [len(r["per_frame"]) for r in cam["runs"]] == [25, 25]
+    assert all(len(r["switches"]) == 4 for r in cam["runs"]) and cam["runs"][1]["calibrated_at_fps"] == 200.0
     ctl = control.main(str(tiny_run), str(bundle), quick=True, out=out)
     assert len(ctl["shares"]["ours"]["0.0"]) == len(ctl["shares"]["r"]) == 66
     assert set(ctl["plots"]) == {"fig5_param_share.png", "fig7_loss_vs_preference.png", "latency_over_simplex.png"}

@@ -133,7 +133,7 @@ def derive_points(models, grid: list[GridPoint]) -> list[Point]:
     return points
 
 
-def _flops(module: torch.nn.Module, fn, shape) -> float:
+def _flops(fn, shape) -> float:
     from torch.utils.flop_counter import FlopCounterMode
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
@@ -145,7 +145,7 @@ def tree_cost(anchor, tree, shape) -> tuple[int, float]:
     """Params of the used (unfolded) nodes + heads, and batch-1 FLOPs, as the trainer counts them."""
     used = used_nodes(tree)
     params = sum(count_params(anchor.node(l, i)) for l, row in enumerate(used) for i, u in enumerate(row) if u)
-    return params + count_params(anchor.heads), _flops(anchor, lambda x: anchor.forward_tree(x, tree), shape)
+    return params + count_params(anchor.heads), _flops(lambda x: anchor.forward_tree(x, tree), shape)
 
 
 class Builder:

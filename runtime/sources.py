@@ -30,7 +30,7 @@ def frames(source: str, bundle: Path, limit: int | None = None) -> Iterator[np.n
         data = np.load(path)
         count = limit if limit is not None else len(data)
         for i in range(count):
-            yield data[i % len(data)]
+            yield data[i % len(data)].copy()  # callers may draw on it
         return
     yield from _opencv_frames(source, limit)
 

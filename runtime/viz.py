@@ -1,8 +1,9 @@
 """Overlays for the run app: one panel per task beside the input, plus a HUD.
 
-Colour maps follow the task kind: segmentation -> palette blended over the
-frame, depth -> turbo colour map (near = warm), normals -> RGB of (n + 1) / 2,
-edges/saliency -> mask over the frame. Needs OpenCV (imported lazily).
+Colour maps follow the task kind (the trainer's TaskSpec.kind): segmentation ->
+palette blended over the frame; regression (depth) -> turbo colour map between
+the 2nd and 98th percentile (near = warm); normals -> RGB of (n + 1) / 2;
+binary (edges, saliency) -> sigmoid mask over the frame. Needs OpenCV.
 """
 
 from __future__ import annotations
@@ -21,26 +22,28 @@ def colourise(kind: str, out: np.ndarray, frame: np.ndarray) -> np.ndarray:
         panel = PALETTE[out.argmax(0) % len(PALETTE)]
         panel = cv2.resize(panel, (w, h), interpolation=cv2.INTER_NEAREST)
         return (0.55 * panel + 0.45 * frame).astype(np.uint8)
-    if kind == "depth":
-        d = out[0]
-        d = (d - d.min()) / max(float(d.max() - d.min()), 1e-6)
+    if kind in ("regression", "depth"):
+        lo, hi = np.percentile(out[0], [2, 98])  # robust to a few border pixels
+        d = np.clip((out[0] - lo) / max(float(hi - lo), 1e-6), 0, 1)
         panel = cv2.applyColorMap((255 * (1 - d)).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
     elif kind == "normals":
         n = out[:3] / np.maximum(np.linalg.norm(out[:3], axis=0, keepdims=True), 1e-6)
         panel = ((n.transpose(1, 2, 0) + 1) * 127.5).astype(np.uint8)
-    else:  # edges, saliency: one logit channel -> mask
+    elif kind == "binary":  # edges, saliency: one logit channel -> mask
         p = 1 / (1 + np.exp(-out[0]))
         panel = np.zeros((*p.shape, 3), np.uint8)
         panel[..., 1] = (255 * p).astype(np.uint8)
         panel = cv2.resize(panel, (w, h), interpolation=cv2.INTER_LINEAR)
         return np.maximum(panel, (0.5 * frame).astype(np.uint8))
+    else:
+        raise ValueError(f"no colour map for task kind {kind!r}")
     return cv2.resize(np.ascontiguousarray(panel), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def compose(frame: np.ndarray, outputs: dict, kinds: dict, hud: list[str]) -> np.ndarray:
     """Input and task panels side by side with HUD lines underneath (RGB uint8)."""
     import cv2
-    panels = [frame] + [colourise(kinds[name], out, frame) for name, out in outputs.items()]
+    panels = [frame.copy()] + [colourise(kinds[name], out, frame) for name, out in outputs.items()]
     for panel, name in zip(panels, ["input", *outputs]):
         cv2.putText(panel, name, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
     top = np.concatenate(panels, axis=1)

@@ -26,7 +26,7 @@ from filelock import FileLock
 
 from compiler.errors import CompilerError
 
-CACHE_FORMAT_VERSION = 1  # bump when artifacts change meaning: every old entry becomes a miss
+CACHE_FORMAT_VERSION = 2  # bump when artifacts change meaning: every old entry becomes a miss
 STRICT_ENV = "EDGEMTL_CACHE_STRICT"  # "1": a miss is an error (tests, CI: prove a build is all hits)
 
 

@@ -14,6 +14,8 @@ import platform
 import re
 from pathlib import Path
 
+import numpy as np
+
 from compiler.errors import CompilerError
 
 PRECISIONS = ("fp32", "fp16")
@@ -25,11 +27,14 @@ def _slug(text: str) -> str:
 
 class OnnxRuntimeBuilder:
     """The engine is the graph as ONNX Runtime optimises it at level EXTENDED
-    (constant folding, Conv+activation fusion), saved so loading skips that work.
-    Level ALL would add the NCHWc layout pass, which rewrites weights into new
-    initializers: overriding weights by name would then silently do nothing."""
+    (constant folding, Conv+activation fusion), saved so loading skips that work,
+    with every weight tensor turned into external data that is never written:
+    the runtime binds a weight set with `add_external_initializers` and ORT runs
+    its hardware-specific passes (NCHWc) on those weights at load time. See
+    runtime/backends/onnxruntime.py for why not initializer override."""
 
     name, suffix, precisions = "onnxruntime", ".onnx", ("fp32",)
+    WEIGHTS_LOCATION = "bound-at-load-time"  # the external-data location written into the engine; no such file
 
     def check(self, precision: str) -> None:
         try:
@@ -51,17 +56,29 @@ class OnnxRuntimeBuilder:
     def build(self, graph: Path, out: Path, precision: str, weight_names: tuple[str, ...]) -> dict:
         import onnx
         import onnxruntime as ort
+        from onnx.external_data_helper import set_external_data
 
         from runtime.backends.onnxruntime import session_options
         so = session_options(level="ORT_ENABLE_EXTENDED")
         so.optimized_model_filepath = str(out)
         ort.InferenceSession(str(graph), so, providers=["CPUExecutionProvider"])
-        kept = {i.name for i in onnx.load(str(out), load_external_data=False).graph.initializer}
-        lost = sorted(set(weight_names) - kept)
-        if lost:
-            raise CompilerError(f"onnxruntime's optimiser renamed or folded weights {lost[:3]}: they could not "
-                                f"be bound at load time")
-        return {"optimization_level": "ORT_ENABLE_EXTENDED"}
+        model = onnx.load(str(out))
+        wanted = set(weight_names)
+        found = 0
+        for tensor in model.graph.initializer:
+            if tensor.name in wanted:
+                nbytes = int(np.prod(tensor.dims)) * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+                set_external_data(tensor, location=self.WEIGHTS_LOCATION, offset=0, length=nbytes)
+                for field in ("raw_data", "float_data", "double_data", "int32_data", "int64_data"):
+                    tensor.ClearField(field)
+                tensor.data_location = onnx.TensorProto.EXTERNAL
+                found += 1
+        if found != len(wanted):
+            kept = {t.name for t in model.graph.initializer}
+            raise CompilerError(f"onnxruntime's optimiser renamed or folded weights {sorted(wanted - kept)[:3]}: "
+                                f"they could not be bound at load time")
+        onnx.save(model, str(out))
+        return {"optimization_level": "ORT_ENABLE_EXTENDED", "weights": "external, bound at load time"}
 
 
 class TensorRTBuilder:

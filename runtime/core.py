@@ -75,7 +75,6 @@ class Runtime:
         self.budget_ms: float | None = None
         self._active: Active | None = None
         self._resolver = None  # ExactResolver, created on the first exact request
-        self._exact_weights: dict[str, dict] = {}  # folded in memory, consumed by the next load
         first = self.manifest.grid[0]
         self._swap(Selection(first, 0.0, "first grid point"), "load")
 
@@ -86,27 +85,29 @@ class Runtime:
         is compiled, binds freshly folded weights to its engine; otherwise it falls
         back to the nearest grid point and says why in the selection's reason."""
         pref = validate_preference(r, c, len(self.task_names))
-        sel = nearest(self.manifest, pref.r, pref.c)
+        sel, weights = nearest(self.manifest, pref.r, pref.c), None
         if exact and sel.distance > 1e-9:
-            sel = self._exact(pref, sel)
-        self.budget_ms = None
-        return self._swap(sel, "preference")
+            sel, weights = self._exact(pref, sel)
+        sel = self._swap(sel, "preference", weights)
+        self.budget_ms = None  # only once the swap has happened: a failed swap changes nothing
+        return sel
 
-    def _exact(self, pref, fallback: Selection) -> Selection:
+    def _exact(self, pref, fallback: Selection) -> tuple[Selection, dict | None]:
+        """(selection, its freshly folded weights) or the fallback with the reason appended."""
         if self.manifest.hypernets is None:
-            return replace(fallback, reason=fallback.reason + "; exact mode unavailable: bundle has no hypernets")
+            return replace(fallback, reason=fallback.reason + "; exact mode unavailable: bundle has no hypernets"), None
         if self._resolver is None:
             from runtime.exact import ExactResolver
             self._resolver = ExactResolver(self.bundle, self.manifest.hypernets)
         tree, deltas = self._resolver(pref.r, pref.c)
         sig = tree_signature(tree)
         if sig not in self.manifest.signatures:
-            return replace(fallback, reason=fallback.reason + f"; exact tree {sig} is not compiled in this bundle")
+            return replace(fallback, reason=fallback.reason + f"; exact tree {sig} is not compiled in this bundle"), None
         weights = self._resolver.weights(tree, deltas)
-        wid = weights_id(weights)
         name = "exact r=" + ",".join(f"{v:.4g}" for v in pref.r) + f";c={pref.c:.4g}"
-        self._exact_weights[wid] = weights
-        return Selection(GridEntry(name, pref.r, pref.c, sig, wid), 0.0, "exact: hypernets + numpy BN folding")
+        entry = GridEntry(name, pref.r, pref.c, sig, weights_id(weights))
+        return Selection(entry, 0.0, "exact: hypernets + numpy BN folding"), weights
+
 
     def set_budget(self, latency_ms: float, r=None) -> Selection:
         """Most capable point whose calibrated latency on this device fits `latency_ms`,
@@ -115,9 +116,9 @@ class Runtime:
         if not isinstance(latency_ms, (int, float)) or not np.isfinite(latency_ms) or latency_ms <= 0:
             raise EdgeRuntimeError(f"budget must be a positive number of milliseconds, found {latency_ms!r}")
         r = self.current.entry.r if r is None else validate_preference(r, 0.0, len(self.task_names)).r
-        sel = within_budget(self.manifest, self.latency_table(), float(latency_ms), r)
+        sel = self._swap(within_budget(self.manifest, self.latency_table(), float(latency_ms), r), "budget")
         self.budget_ms = float(latency_ms)
-        return self._swap(sel, "budget")
+        return sel
 
     def latency_table(self) -> dict[str, float]:
         if self._latency is None:
@@ -130,7 +131,7 @@ class Runtime:
                     if ref.backend == self.backend)
 
     # -- swapping ---------------------------------------------------------------------
-    def _load(self, entry: GridEntry):
+    def _load(self, entry: GridEntry, weights: dict | None = None):
         sig = self.manifest.signatures[entry.signature]
         ref = next((e for e in sig.engines if e.backend == self.backend), None)
         if ref is None:
@@ -141,17 +142,16 @@ class Runtime:
         from runtime.weights import file_sha256
         if file_sha256(path) != ref.sha256:
             raise EdgeRuntimeError(f"engine {path} is corrupt (sha256 differs from the manifest): rebuild the bundle")
-        weights = self._exact_weights.pop(entry.weights, None)
         if weights is None:
             weights = load_weights(self.bundle / "weights" / f"{entry.weights}.npz")
         kwargs = {"threads": self.threads} if self.backend == "onnxruntime" else {}
         runner = get_runner(self.backend)(path, weights, **kwargs).activate()
         return runner, path.stat().st_size + npz_bytes(weights)
 
-    def _swap(self, sel: Selection, why: str) -> Selection:
+    def _swap(self, sel: Selection, why: str, weights: dict | None = None) -> Selection:
         t0 = time.perf_counter()
         key = (sel.entry.signature, sel.entry.weights)
-        item, warm = self.pool.get(key, lambda: self._load(sel.entry))  # raises before anything changes
+        item, warm = self.pool.get(key, lambda: self._load(sel.entry, weights))  # raises before anything changes
         with self._lock:
             old, self._active = self._active, Active(sel, item)
         if old is None or old.item is not item or old.selection.entry != sel.entry:

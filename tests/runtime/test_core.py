@@ -79,6 +79,11 @@ def test_corrupt_engine_fails_the_swap_and_keeps_the_old_one(bundle):
         with pytest.raises(EdgeRuntimeError, match="corrupt"):
             rt.set_preference(list(other.r), other.c)
         assert rt.current is before
+        lat = {s: {"p90": 0.0 if s == other.signature else 1.0} for s in rt.manifest.signatures}
+        save_latency(bundle, rt.backend, rt.device(), {"signatures": lat})
+        with pytest.raises(EdgeRuntimeError, match="corrupt"):
+            rt.set_budget(0.5)  # picks `other`, whose engine is corrupt
+        assert rt.current is before and rt.budget_ms is None  # the budget did not half-apply
         engine.unlink()
         with pytest.raises(EdgeRuntimeError, match="missing"):
             rt.set_preference(list(other.r), other.c)

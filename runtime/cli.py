@@ -103,6 +103,19 @@ def load_schedule(path: str | None) -> dict[int, list[Event]]:
     return out
 
 
+def check_schedule(schedule: dict[int, list[Event]], n_tasks: int, path) -> None:
+    """Validates every event against the bundle before the first frame, so a bad
+    event cannot stop a run half-way."""
+    from runtime.prefs import validate_preference
+    for events in schedule.values():
+        for ev in events:
+            where = f"schedule {path}: event at frame {ev.frame}"
+            if ev.r is not None:
+                validate_preference(list(ev.r), ev.c, n_tasks, where=where)
+            if ev.budget_ms is not None and (not isinstance(ev.budget_ms, (int, float)) or not ev.budget_ms > 0):
+                raise EdgeRuntimeError(f"{where}: budget_ms must be a positive number, found {ev.budget_ms!r}")
+
+
 def apply_event(rt, ev: Event) -> None:
     if ev.r is not None:
         rt.set_preference(list(ev.r), ev.c)
@@ -141,8 +154,10 @@ def run_stream(args) -> dict:
     import runtime
     from runtime.preprocess import preprocess
     from runtime.sources import _cv2, frames
+    from runtime.viz import compose
     schedule = load_schedule(args.schedule)
     rt = runtime.load(args.bundle, args.backend, threads=args.threads)
+    check_schedule(schedule, len(rt.task_names), args.schedule)
     if args.r is not None:
         rt.set_preference(args.r, args.c)
     if args.budget_ms is not None:
@@ -163,7 +178,7 @@ def run_stream(args) -> dict:
                               "over_budget": bool(rt.budget_ms and rt.call_ms[-1] > rt.budget_ms)})
             if cv2 is not None:
                 fps = len(per_frame) / max(time.perf_counter() - t_start, 1e-9)
-                canvas = __import__("runtime.viz", fromlist=["compose"]).compose(frame, outs, kinds, _hud(rt, sel, fps))
+                canvas = compose(frame, outs, kinds, _hud(rt, sel, fps))
                 if args.out:
                     if writer is None:
                         writer = cv2.VideoWriter(args.out, cv2.VideoWriter_fourcc(*"mp4v"), 15,

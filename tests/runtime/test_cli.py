@@ -68,6 +68,8 @@ def test_bench_and_calibrate_cover_every_signature(bundle, capsys):
     ({"events": [{"frame": 1, "r": [1, 0, 0]}]}, "r and c together"),
     ({"events": [{"frame": 1, "speed": 2}]}, "expected keys"),
     ([], "expected"),
+    ({"events": [{"frame": 3, "r": [0.5, 0.5], "c": 0}]}, "r must have 3 entries"),
+    ({"events": [{"frame": 3, "budget_ms": -1}]}, "budget_ms must be a positive number"),
 ])
 def test_bad_schedules_exit_2(bundle, tmp_path, capsys, schedule, match):
     (tmp_path / "s.json").write_text(json.dumps(schedule))

@@ -91,6 +91,7 @@ class CompileCache:
         key = cache_key(fields)
         data, meta_path = self.paths(kind, subdir, key, suffix)
         if (meta := self.verify(data, meta_path)) is not None:
+            _touch(meta_path)  # last use, for `compiler cache prune --older-than`
             return Entry(data, key, "hit", meta)  # lock-free: entries only appear by rename
         data.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(data) + ".lock"):
@@ -124,6 +125,13 @@ class CompileCache:
         for meta in sorted(self.root.glob("*/*/*.json")) + sorted(self.root.glob("*/*/*/*.json")):
             out += [(p, meta) for p in meta.parent.glob(meta.stem + ".*") if p.suffix not in (".json", ".lock", ".tmp")]
         return out
+
+
+def _touch(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:  # a read-only cache still serves hits
+        pass
 
 
 def _atomic_text(path: Path, text: str) -> None:

@@ -97,3 +97,13 @@ def test_concurrent_processes_build_once(tmp_path):
         p.join(60)
     assert sorted(queue.get(timeout=5) for _ in procs) == ["built", "hit"]
     assert len(list(tmp_path.rglob("*.onnx"))) == 1
+
+
+def test_a_hit_marks_the_entry_as_used(tmp_path):
+    import os
+    cache = CompileCache(tmp_path)
+    entry = cache.get_or_build("engines", "x", FIELDS, ".onnx", _writer(b"a"))
+    sidecar = entry.path.with_suffix(".json")
+    os.utime(sidecar, (1_000_000, 1_000_000))  # pretend it was last used in 1970
+    cache.get_or_build("engines", "x", FIELDS, ".onnx", _writer(b"a"))
+    assert sidecar.stat().st_mtime > time.time() - 60

@@ -91,7 +91,7 @@ def _cache(args, console: Console) -> None:
     from compiler.cache import CompileCache
     cache = CompileCache(args.cache, strict=False)
     now, t = time.time(), Table(title=f"compile cache {cache.root}")
-    for col in ("kind", "where", "key", "size", "age (d)", "status"):
+    for col in ("kind", "where", "key", "size", "unused for (d)", "status"):
         t.add_column(col)
     removed = 0
     for data, meta_path in cache.entries():

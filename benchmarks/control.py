@@ -19,6 +19,13 @@ def _ternary(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return r[:, 1] + r[:, 2] / 2, r[:, 2] * np.sqrt(3) / 2
 
 
+def _corners(ax, names) -> None:
+    """Task names at the simplex corners (r = one-hot)."""
+    for (x, y), name, va in zip([(0, 0), (1, 0), (0.5, np.sqrt(3) / 2)], names, ["top", "top", "bottom"]):
+        ax.annotate(name, (x, y), xytext=(0, -6 if va == "top" else 6), textcoords="offset points",
+                    ha="center", va=va, fontsize=8)
+
+
 def eval_table(run: str) -> dict:
     path = Path(run) / "eval.json"
     if not path.is_file():
@@ -97,7 +104,8 @@ def plots(res: dict, d: Path) -> list[str]:
         x, y = _ternary(np.array(res["shares"]["r"]))
         for ax, (c, vals) in zip(axes, res["shares"]["ours"].items()):
             sc = ax.scatter(x, y, c=vals, cmap="viridis", vmin=0.4, vmax=1.0, s=25)
-            ax.set_title(f"ours, c={c} (PHN-BN: {res['shares']['phn_bn']:.2f} everywhere)", fontsize=9)
+            ax.set_title(f"ours, c={c} (PHN-BN: {res['shares']['phn_bn']:.2f} everywhere)", fontsize=9, pad=14)
+            _corners(ax, res["losses"]["tasks"])
             ax.set_aspect("equal")
             ax.axis("off")
         fig.colorbar(sc, ax=axes, label="active parameter share")
@@ -134,7 +142,8 @@ def plots(res: dict, d: Path) -> list[str]:
                 continue
             x, y = _ternary(np.array([p["r"] for p in sel]))
             sc = ax.scatter(x, y, c=[p["p50"] for p in sel], cmap="magma", vmin=0, vmax=vmax, s=30)
-            ax.set_title(f"measured p50 latency, c={c:g}", fontsize=9)
+            ax.set_title(f"measured p50 latency, c={c:g}", fontsize=9, pad=14)
+            _corners(ax, res["losses"]["tasks"])
             ax.set_aspect("equal")
             ax.axis("off")
         fig.colorbar(sc, ax=axes, label="ms")

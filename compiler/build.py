@@ -289,12 +289,12 @@ class Builder:
         """Sample frames for `runtime run --source synthetic` (the runtime cannot render:
         the scene generator lives in the trainer): RGB uint8, larger than the
         network input, as a camera's would be. Cached: rendering takes seconds."""
+        from trainer.data.scenes import GENERATOR_VERSION, render_scenes
         data, size = self.fit_cfg.data, self.shape[1] * upscale
         fields = {"n": n, "size": size, "seed": data.seed + 7919, "max_objects": data.max_objects,
-                  "generator": __import__("trainer.data.scenes", fromlist=["GENERATOR_VERSION"]).GENERATOR_VERSION}
+                  "generator": GENERATOR_VERSION}
 
         def render(tmp: Path) -> None:
-            from trainer.data.scenes import render_scenes
             images = render_scenes(n, size, seed=fields["seed"], max_objects=data.max_objects)["image"]
             with open(tmp, "wb") as f:
                 np.save(f, np.ascontiguousarray(images.astype(np.uint8).transpose(0, 2, 3, 1)))

@@ -153,7 +153,10 @@ class Runtime:
         key = (sel.entry.signature, sel.entry.weights)
         item, warm = self.pool.get(key, lambda: self._load(sel.entry, weights))  # raises before anything changes
         with self._lock:
+            self.pool.pin(item)  # the active runner is never closed by eviction, only once replaced
             old, self._active = self._active, Active(sel, item)
+        if old is not None:
+            self.pool.unpin(old.item)
         if old is None or old.item is not item or old.selection.entry != sel.entry:
             self.swaps.append({"why": why, "to": sel.entry.name, "signature": sel.entry.signature,
                                "warm": warm, "ms": (time.perf_counter() - t0) * 1e3, "at_call": len(self.call_ms)})

@@ -219,3 +219,12 @@ def test_prewarm_neighbours_makes_the_next_swap_hot(bundle):
             rt.prewarm("everything")
     with runtime.load(bundle, pool_mb=0.001) as rt:  # a budget below one engine keeps one
         assert rt.prewarm("all") == 1
+        one = next(iter(rt.pool.items.values())).nbytes
+    with runtime.load(bundle, pool_mb=2.5 * one / 2**20) as rt:  # room for two
+        active = rt.current
+        others = [e for e in rt.manifest.grid if e != active.entry][:3]
+        rt.prewarm(others)  # loading the third evicts the least recent: the active one
+        assert (active.entry.signature, active.entry.weights) not in rt.pool.items
+        assert rt.current is active and rt.run(_x())  # evicted from the pool, still runnable
+        rt.set_preference(list(others[0].r), others[0].c)
+        assert rt.run(_x()) and rt.stats()["pool"]["evictions"] > 0

@@ -45,6 +45,9 @@ def write(name: str, result: dict, markdown: str, out: Path | None = None) -> Pa
     """Writes <out or results/<device>>/<name>.json and .md; returns the directory."""
     d = out or RESULTS / device_id()
     d.mkdir(parents=True, exist_ok=True)
-    (d / f"{name}.json").write_text(json.dumps(result, indent=1))
+    text = json.dumps(result, indent=1)
+    if len(text) > 200_000:  # raw per-point data (e.g. a 5-task simplex lattice): keep the repo small
+        text = json.dumps(result, separators=(",", ":"))
+    (d / f"{name}.json").write_text(text)
     (d / f"{name}.md").write_text(markdown)
     return d

@@ -38,9 +38,9 @@ def shares(run: str, step: float) -> dict:
     """Param share of ours over a simplex lattice for c in {0, 0.5, 1}; PHN-BN's is constant."""
     import torch
 
-    from compiler.build import tree_cost
     from compiler.grid import simplex_lattice
     from trainer.checkpoint import load_checkpoint
+    from trainer.cost import tree_cost
     from trainer.models.blocks import count_params
     from trainer.tree import prune
     cfg, models, payload = load_checkpoint(Path(run) / "model.ckpt")
@@ -53,7 +53,7 @@ def shares(run: str, step: float) -> dict:
         for r in lattice:
             tree = prune(models.edge.tree(torch.tensor(r, dtype=torch.float32), c))
             if tree not in cache:
-                cache[tree] = tree_cost(anchor, tree, shape)[0] / full
+                cache[tree] = tree_cost(anchor, tree, shape[1])[0] / full
             vals.append(cache[tree])
         out["ours"][str(c)] = vals
     phn = torch.nn.Sequential(*models.phn_bn.network_modules())

@@ -42,6 +42,7 @@ from runtime.signature import canonical_tree, tree_signature
 from runtime.weights import load_weights, save_weights
 from trainer.checkpoint import load_checkpoint
 from trainer.errors import TrainerError
+from trainer.cost import tree_cost
 from trainer.models.blocks import count_params
 from trainer.tree import identity_tree, used_nodes
 
@@ -133,21 +134,6 @@ def derive_points(models, grid: list[GridPoint]) -> list[Point]:
     return points
 
 
-def _flops(fn, shape) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        fn(torch.zeros(1, *shape))
-    return float(counter.get_total_flops())
-
-
-def tree_cost(anchor, tree, shape) -> tuple[int, float]:
-    """Params of the used (unfolded) nodes + heads, and batch-1 FLOPs, as the trainer counts them."""
-    used = used_nodes(tree)
-    params = sum(count_params(anchor.node(l, i)) for l, row in enumerate(used) for i, u in enumerate(row) if u)
-    return params + count_params(anchor.heads), _flops(lambda x: anchor.forward_tree(x, tree), shape)
-
-
 class Builder:
     """One build: holds the loaded model, cache, staging dir and the per-stage results."""
 
@@ -191,7 +177,7 @@ class Builder:
                   "torch": torch.__version__}
 
         def count(tmp: Path) -> None:
-            tmp.write_text(json.dumps(tree_cost(self.anchor, tree, self.shape)))
+            tmp.write_text(json.dumps(tree_cost(self.anchor, tree, self.shape[1])))
         params, flops = json.loads(self.cache.get_or_build("costs", "flops", fields, ".cost", count).path.read_text())
         return int(params), float(flops)
 

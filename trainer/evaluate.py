@@ -24,16 +24,16 @@ import torch
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
-from torch.utils.flop_counter import FlopCounterMode
 
 from trainer.checkpoint import load_checkpoint
 from trainer.config import EvalConfig, FitConfig
+from trainer.cost import flops as count_flops, tree_cost
 from trainer.data import load_split
 from trainer.models import Models
 from trainer.models.blocks import count_params
 from trainer.tasks import get_tasks
 from trainer.train import Split
-from trainer.tree import identity_tree, prune, streams_per_layer, used_nodes
+from trainer.tree import identity_tree, prune, streams_per_layer
 
 
 _QUIET = not sys.stderr.isatty()  # transient bars print blank lines into logs
@@ -86,21 +86,11 @@ class Evaluator:
         return self.w * sums / count, [m.value() for m in metrics]
 
     def tree_cost(self, tree) -> tuple[int, float]:
-        """(params, FLOPs) of the used nodes + heads for a batch-1 frame."""
+        """(params, FLOPs) of the used nodes + heads for a batch-1 frame (cached per tree)."""
         key = prune(tree)
         if key not in self._flops:
-            used = used_nodes(tree)
-            params = sum(count_params(self.anchor.node(l, i)) for l, row in enumerate(used)
-                         for i, u in enumerate(row) if u) + count_params(self.anchor.heads)
-            self._flops[key] = (params, _flops(lambda x: self.anchor.forward_tree(x, tree), self.cfg.data.size))
+            self._flops[key] = tree_cost(self.anchor, tree, self.cfg.data.size)
         return self._flops[key]
-
-
-def _flops(fn, size: int) -> float:
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        fn(torch.zeros(1, 3, size, size))
-    return float(counter.get_total_flops())
 
 
 def _row(name, losses, metrics, prefs, ref, params, flops, control, with_unif=True) -> dict:
@@ -153,7 +143,7 @@ def _baseline_rows(ev: Evaluator, prefs: np.ndarray, ref) -> list[dict]:
               for r in track(prefs, description=f"{'PHN-BN':>14}", transient=True, disable=_QUIET)]
     net = torch.nn.Sequential(*phn.network_modules())
     p_params = count_params(net)
-    p_flops = _flops(lambda x: _phn_static(phn, x), ev.cfg.data.size)
+    p_flops = count_flops(lambda x: _phn_static(phn, x), ev.cfg.data.size)
     phn_row = _row("PHN-BN", [s[0] for s in scored], [s[1] for s in scored], prefs, ref, p_params,
                    p_flops, count_params(phn.hypernet))
     single["param_share"] = 1.0

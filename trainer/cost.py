@@ -1,0 +1,26 @@
+"""Inference cost of a tree: params of its used nodes + heads and batch-1 FLOPs
+(torch's FlopCounterMode). One definition shared by the eval tables, the
+compiler's manifest and the benchmarks."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from trainer.models.blocks import count_params
+from trainer.tree import used_nodes
+
+
+def flops(fn, size: int) -> float:
+    """FLOPs of `fn` on one size x size RGB frame."""
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        fn(torch.zeros(1, 3, size, size))
+    return float(counter.get_total_flops())
+
+
+def tree_cost(anchor, tree, size: int) -> tuple[int, float]:
+    """(params of the used, unfolded nodes + heads, batch-1 FLOPs) of `tree`."""
+    used = used_nodes(tree)
+    params = sum(count_params(anchor.node(l, i)) for l, row in enumerate(used) for i, u in enumerate(row) if u)
+    return params + count_params(anchor.heads), flops(lambda x: anchor.forward_tree(x, tree), size)

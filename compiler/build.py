@@ -37,6 +37,7 @@ from compiler.export import INPUT_NAME, OPSET, export_graph
 from compiler.grid import GridPoint, load_grid
 from compiler.hyper import export_hypernets
 from runtime.backends import get_runner
+from runtime.fileio import atomic_write_text
 from runtime.manifest import EngineRef, GridEntry, InputSpec, Manifest, SignatureInfo, TaskInfo
 from runtime.signature import canonical_tree, tree_signature
 from runtime.weights import load_weights, save_weights
@@ -342,12 +343,6 @@ def publish(stage: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-
-
 def build(cfg: BuildConfig, console: Console | None = None) -> BuildReport:
     """Runs every stage and publishes BUNDLE_DIR; raises CompilerError / ParityError."""
     console = console or Console(stderr=True)
@@ -376,7 +371,7 @@ def build(cfg: BuildConfig, console: Console | None = None) -> BuildReport:
             with b.stages("hypernets"):
                 b.hypernets = export_hypernets(b.models, stage)
         b.stages.seconds["total"] = round(time.perf_counter() - t0, 3)
-        _write_json(stage / "manifest.json", b.manifest().to_dict())
+        atomic_write_text(stage / "manifest.json", json.dumps(b.manifest().to_dict(), indent=1))
         publish(stage, out)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

@@ -25,6 +25,7 @@ from typing import Callable
 from filelock import FileLock
 
 from compiler.errors import CompilerError
+from runtime.fileio import atomic_write_text, file_sha256
 
 CACHE_FORMAT_VERSION = 2  # bump when artifacts change meaning: every old entry becomes a miss
 STRICT_ENV = "EDGEMTL_CACHE_STRICT"  # "1": a miss is an error (tests, CI: prove a build is all hits)
@@ -38,14 +39,6 @@ def default_cache_dir() -> Path:
 def cache_key(fields: dict) -> str:
     text = json.dumps({**fields, "cache_format": CACHE_FORMAT_VERSION}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -116,7 +109,7 @@ class CompileCache:
             os.replace(tmp, data)
         finally:
             Path(tmp).unlink(missing_ok=True)
-        _atomic_text(meta_path, json.dumps(meta, indent=1))
+        atomic_write_text(meta_path, json.dumps(meta, indent=1))
         return meta
 
     def entries(self) -> list[tuple[Path, Path]]:
@@ -133,13 +126,3 @@ def _touch(path: Path) -> None:
     except OSError:  # a read-only cache still serves hits
         pass
 
-
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

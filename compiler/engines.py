@@ -142,6 +142,8 @@ class TensorRTBuilder:
 
     def _build_with_timing_cache(self, builder, network, config) -> bytes:
         from filelock import FileLock
+
+        from runtime.fileio import atomic_write
         if self.timing_cache is None:
             plan = builder.build_serialized_network(network, config)
         else:
@@ -152,9 +154,8 @@ class TensorRTBuilder:
                 config.set_timing_cache(cache, ignore_mismatch=False)
                 plan = builder.build_serialized_network(network, config)
                 if plan is not None:
-                    tmp = self.timing_cache.with_suffix(".tmp")
-                    tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
-                    tmp.replace(self.timing_cache)
+                    blob = bytes(config.get_timing_cache().serialize())
+                    atomic_write(self.timing_cache, lambda f: f.write(blob))
         if plan is None:
             raise CompilerError("TensorRT failed to build the engine (see its log above)")
         return bytes(plan)

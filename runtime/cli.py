@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.errors import EdgeRuntimeError
+from runtime.fileio import atomic_write_text
 
 EPILOG = """examples:
   runtime calibrate bundles/scenes3                   # latency table for set_budget on this device
@@ -279,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "run":
             result = run_stream(args)
             if args.stats:
-                Path(args.stats).write_text(json.dumps(result, indent=1))
+                atomic_write_text(args.stats, json.dumps(result, indent=1))
             _print_run(result)
         else:
             from runtime.manifest import load_manifest

@@ -21,6 +21,7 @@ import numpy as np
 
 from runtime.backends import available, get_runner
 from runtime.errors import EdgeRuntimeError
+from runtime.fileio import file_sha256
 from runtime.manifest import GridEntry, Manifest, load_manifest
 from runtime.pool import PoolItem, WarmPool
 from runtime.prefs import validate_preference
@@ -139,7 +140,6 @@ class Runtime:
         path = self.bundle / ref.path
         if not path.is_file():
             raise EdgeRuntimeError(f"engine {path} is missing: the bundle is incomplete, rebuild it")
-        from runtime.weights import file_sha256
         if file_sha256(path) != ref.sha256:
             raise EdgeRuntimeError(f"engine {path} is corrupt (sha256 differs from the manifest): rebuild the bundle")
         if weights is None:

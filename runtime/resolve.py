@@ -8,14 +8,13 @@ another costs 2, the whole cost range costs 1). Ties go to the earlier grid poin
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from runtime.errors import EdgeRuntimeError
+from runtime.fileio import atomic_write_text
 from runtime.manifest import GridEntry, Manifest
 
 
@@ -74,10 +73,4 @@ def load_latency(bundle, backend: str, device: str, stat: str = "p90") -> dict[s
 
 
 def save_latency(bundle, backend: str, device: str, table: dict) -> Path:
-    path = latency_path(bundle, backend, device)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(table, f, indent=1)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(latency_path(bundle, backend, device), json.dumps(table, indent=1))

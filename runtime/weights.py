@@ -8,8 +8,6 @@ and a file whose content no longer matches its name is detected on load.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Mapping
@@ -17,6 +15,7 @@ from typing import Mapping
 import numpy as np
 
 from runtime.errors import EdgeRuntimeError
+from runtime.fileio import atomic_write
 
 
 def weights_id(weights: Mapping[str, np.ndarray], length: int = 16) -> str:
@@ -33,17 +32,8 @@ def save_weights(weights: Mapping[str, np.ndarray], directory: str | Path) -> st
     """Writes `<directory>/<id>.npz` atomically (skipped if present); returns the id."""
     wid = weights_id(weights)
     path = Path(directory) / f"{wid}.npz"
-    if path.exists():
-        return wid
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{k: np.ascontiguousarray(v) for k, v in weights.items()})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if not path.exists():
+        atomic_write(path, lambda f: np.savez(f, **{k: np.ascontiguousarray(v) for k, v in weights.items()}))
     return wid
 
 
@@ -68,12 +58,5 @@ def npz_bytes(weights: Mapping[str, np.ndarray]) -> int:
     return int(sum(np.asarray(v).nbytes for v in weights.values()))
 
 
-__all__ = ["file_sha256", "load_weights", "npz_bytes", "save_weights", "weights_id"]
+__all__ = ["load_weights", "npz_bytes", "save_weights", "weights_id"]
 
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -26,6 +26,16 @@ def _corners(ax, names) -> None:
                     ha="center", va=va, fontsize=8)
 
 
+def _ternary_panel(ax, x, y, values, title: str, names, **scatter):
+    """One simplex panel: points coloured by `values`, task names at the corners."""
+    sc = ax.scatter(x, y, c=values, **scatter)
+    ax.set_title(title, fontsize=9, pad=14)
+    _corners(ax, names)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    return sc
+
+
 def eval_table(run: str) -> dict:
     path = Path(run) / "eval.json"
     if not path.is_file():
@@ -103,11 +113,8 @@ def plots(res: dict, d: Path) -> list[str]:
         fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
         x, y = _ternary(np.array(res["shares"]["r"]))
         for ax, (c, vals) in zip(axes, res["shares"]["ours"].items()):
-            sc = ax.scatter(x, y, c=vals, cmap="viridis", vmin=0.4, vmax=1.0, s=25)
-            ax.set_title(f"ours, c={c} (PHN-BN: {res['shares']['phn_bn']:.2f} everywhere)", fontsize=9, pad=14)
-            _corners(ax, res["losses"]["tasks"])
-            ax.set_aspect("equal")
-            ax.axis("off")
+            sc = _ternary_panel(ax, x, y, vals, f"ours, c={c} (PHN-BN: {res['shares']['phn_bn']:.2f} everywhere)",
+                                res["losses"]["tasks"], cmap="viridis", vmin=0.4, vmax=1.0, s=25)
         fig.colorbar(sc, ax=axes, label="active parameter share")
         fig.savefig(d / "fig5_param_share.png", dpi=110)
         plt.close(fig)
@@ -141,11 +148,8 @@ def plots(res: dict, d: Path) -> list[str]:
                 ax.set_title(f"c={c:g}: not in the grid", fontsize=9)
                 continue
             x, y = _ternary(np.array([p["r"] for p in sel]))
-            sc = ax.scatter(x, y, c=[p["p50"] for p in sel], cmap="magma", vmin=0, vmax=vmax, s=30)
-            ax.set_title(f"measured p50 latency, c={c:g}", fontsize=9, pad=14)
-            _corners(ax, res["losses"]["tasks"])
-            ax.set_aspect("equal")
-            ax.axis("off")
+            sc = _ternary_panel(ax, x, y, [p["p50"] for p in sel], f"measured p50 latency, c={c:g}",
+                                res["losses"]["tasks"], cmap="magma", vmin=0, vmax=vmax, s=30)
         fig.colorbar(sc, ax=axes, label="ms")
         fig.savefig(d / "latency_over_simplex.png", dpi=110)
         plt.close(fig)

@@ -198,9 +198,8 @@ class Builder:
             for sig, tree in self.trees.items():
                 fields = {"model": self.identity, "signature": sig, "precision": gp, "opset": OPSET,
                           "torch": torch.__version__, "shape": list(self.shape)}
-                module = TreeModule(self.anchor, tree)  # unadapted weights: grid-independent, cacheable
-
-                def build(tmp: Path, module=module) -> dict:
+                def build(tmp: Path, tree=tree) -> dict:
+                    module = TreeModule(self.anchor, tree)  # unadapted weights: grid-independent, cacheable
                     info = export_graph(module, self.shape, [t["name"] for t in self.tasks], tmp, gp)
                     return {"weight_names": list(info.weight_names), "output_names": list(info.output_names)}
 

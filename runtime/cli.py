@@ -224,7 +224,7 @@ def bench(bundle: str, backend: str = "auto", repeats: int = 50, warmup: int = 1
     try:
         for sig in rt.manifest.signatures:
             entry = next(e for e in rt.manifest.grid if e.signature == sig)
-            runner, _ = rt._load(entry)
+            runner = rt.open_runner(entry)
             try:
                 ms = []
                 for i in range(warmup + repeats):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.backends import available, get_runner
+from runtime.backends import Runner, available, get_runner
 from runtime.errors import EdgeRuntimeError
 from runtime.fileio import file_sha256
 from runtime.manifest import GridEntry, Manifest, load_manifest
@@ -85,13 +85,19 @@ class Runtime:
         `exact=True` evaluates the bundle's hypernets at (r, c) and, when that tree
         is compiled, binds freshly folded weights to its engine; otherwise it falls
         back to the nearest grid point and says why in the selection's reason."""
-        pref = validate_preference(r, c, len(self.task_names))
-        sel, weights = nearest(self.manifest, pref.r, pref.c), None
-        if exact and sel.distance > 1e-9:
-            sel, weights = self._exact(pref, sel)
+        sel, weights = self.resolve(r, c, exact)
         sel = self._swap(sel, "preference", weights)
         self.budget_ms = None  # only once the swap has happened: a failed swap changes nothing
         return sel
+
+    def resolve(self, r, c: float, exact: bool = False) -> tuple[Selection, dict | None]:
+        """What `set_preference(r, c, exact)` would select, without switching: the
+        selection and, in exact mode, its freshly folded weights (else None)."""
+        pref = validate_preference(r, c, len(self.task_names))
+        sel = nearest(self.manifest, pref.r, pref.c)
+        if exact and sel.distance > 1e-9:
+            return self._exact(pref, sel)
+        return sel, None
 
     def _exact(self, pref, fallback: Selection) -> tuple[Selection, dict | None]:
         """(selection, its freshly folded weights) or the fallback with the reason appended."""
@@ -132,7 +138,12 @@ class Runtime:
                     if ref.backend == self.backend)
 
     # -- swapping ---------------------------------------------------------------------
-    def _load(self, entry: GridEntry, weights: dict | None = None):
+    def open_runner(self, entry: GridEntry, weights: dict | None = None) -> Runner:
+        """A fresh, activated runner for `entry` on this runtime's backend, outside the
+        warm pool (calibration, benchmarks); the caller closes it."""
+        return self._load(entry, weights)[0]
+
+    def _load(self, entry: GridEntry, weights: dict | None = None) -> tuple[Runner, int]:
         sig = self.manifest.signatures[entry.signature]
         ref = next((e for e in sig.engines if e.backend == self.backend), None)
         if ref is None:

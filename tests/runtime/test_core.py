@@ -47,6 +47,28 @@ def test_set_preference_resolves_to_the_nearest_point_and_runs_it(bundle):
         assert rt.set_preference(list(exact.r), exact.c).entry == exact
 
 
+def test_resolve_previews_a_selection_without_switching(bundle):
+    with runtime.load(bundle) as rt:
+        before, swaps = rt.current, len(rt.swaps)
+        sel, weights = rt.resolve([0.1, 0.1, 0.8], 0.9)
+        assert weights is None and rt.current is before and len(rt.swaps) == swaps
+        assert rt.set_preference([0.1, 0.1, 0.8], 0.9).entry == sel.entry
+
+
+def test_open_runner_is_owned_by_the_caller_and_runs_the_same_network(bundle):
+    with runtime.load(bundle) as rt:
+        entry = rt.manifest.grid[-1]
+        pooled = len(rt.pool.items)
+        runner = rt.open_runner(entry)
+        try:
+            assert len(rt.pool.items) == pooled  # not pooled: closing it is the caller's job
+            ref = _reference(bundle, rt.manifest, entry, _x(2))
+            for out, r in zip(runner.run(_x(2)), ref):
+                np.testing.assert_array_equal(out, r)
+        finally:
+            runner.close()
+
+
 def test_frames_are_preprocessed_and_bad_frames_rejected(bundle):
     with runtime.load(bundle) as rt:
         outs = rt(np.full((40, 30, 3), 128, np.uint8))

@@ -23,6 +23,7 @@ EPILOG = """examples:
   runtime run --bundle bundles/scenes3 --source synthetic --headless --out out.mp4 \\
       --schedule schedule.json --stats stats.json
   runtime run --bundle bundles/scenes3 --source 0     # camera 0, window with live keys
+  runtime run --bundle bundles/scenes3 --source clip.mp4 --live-fps 30   # the clip as a camera delivers it
 
 schedule.json: {"events": [{"frame": 0, "r": [0.6, 0.2, 0.2], "c": 0.0},
                            {"frame": 30, "budget_ms": 2.5}, ...]}
@@ -40,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--bundle", required=True)
     r.add_argument("--source", default="synthetic", help="camera index, video file, image folder or 'synthetic'")
     r.add_argument("--frames", type=int, default=None, help="stop after N frames (synthetic: loops to N)")
+    r.add_argument("--live-fps", type=float, default=None, help="play a video, folder or synthetic source like a "
+                   "camera delivering this many frames per second: frames that arrive while one is processed "
+                   "are dropped and counted (cameras and stream URLs are always live)")
     r.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
     r.add_argument("--headless", action="store_true", help="no window (use with --out)")
     r.add_argument("--out", default=None, help="write the overlay video here (.mp4)")
@@ -125,12 +129,13 @@ def apply_event(rt, ev: Event) -> None:
 
 
 # -- run ---------------------------------------------------------------------------------
-def _hud(rt, sel, fps: float) -> list[str]:
+def _hud(rt, sel, fps: float, dropped: int | None = None) -> list[str]:
     st = rt.stats()["engine_ms"]
     sig = rt.manifest.signatures[sel.entry.signature]
     full = rt.manifest.full_net
     budget = f"{rt.budget_ms:.2f} ms" if rt.budget_ms else "none"
-    return [f"{fps:5.1f} FPS  engine p50 {st.get('p50', 0):.2f} p99 {st.get('p99', 0):.2f} ms",
+    drops = f"  dropped {dropped}" if dropped is not None else ""
+    return [f"{fps:5.1f} FPS  engine p50 {st.get('p50', 0):.2f} p99 {st.get('p99', 0):.2f} ms{drops}",
             f"r=({', '.join(f'{v:.2f}' for v in sel.entry.r)}) c={sel.entry.c:.2f} budget {budget}",
             f"sig {sig.signature}  params {sig.params / full['params']:.2f}x  FLOPs {sig.flops / full['flops']:.2f}x"]
 
@@ -154,7 +159,7 @@ def _keys(rt, key: int) -> bool:
 def run_stream(args) -> dict:
     import runtime
     from runtime.preprocess import preprocess
-    from runtime.sources import _cv2, frames
+    from runtime.sources import _cv2, open_source
     from runtime.viz import compose
     schedule = load_schedule(args.schedule)
     rt = runtime.load(args.bundle, args.backend, threads=args.threads)
@@ -165,9 +170,10 @@ def run_stream(args) -> dict:
         rt.set_budget(args.budget_ms)
     kinds = {t.name: t.kind for t in rt.manifest.tasks}
     cv2 = _cv2() if (args.out or not args.headless) else None
+    source, live = open_source(args.source, Path(args.bundle), args.frames, args.live_fps)
     writer, per_frame, swaps, written, t_start = None, [], [], 0, time.perf_counter()
     try:
-        for i, frame in enumerate(frames(args.source, Path(args.bundle), args.frames)):
+        for i, frame in enumerate(source):
             for ev in schedule.get(i, []):
                 n0 = len(rt.swaps)
                 apply_event(rt, ev)
@@ -179,7 +185,7 @@ def run_stream(args) -> dict:
                               "over_budget": bool(rt.budget_ms and rt.call_ms[-1] > rt.budget_ms)})
             if cv2 is not None:
                 fps = len(per_frame) / max(time.perf_counter() - t_start, 1e-9)
-                canvas = compose(frame, outs, kinds, _hud(rt, sel, fps))
+                canvas = compose(frame, outs, kinds, _hud(rt, sel, fps, live.dropped if live else None))
                 if args.out:
                     if writer is None:
                         writer = cv2.VideoWriter(args.out, cv2.VideoWriter_fourcc(*"mp4v"), 15,
@@ -193,12 +199,15 @@ def run_stream(args) -> dict:
                     if not _keys(rt, cv2.waitKey(1) & 0xFF):
                         break
     finally:
+        if live is not None:
+            live.close()
         if writer is not None:
             writer.release()
         rt.close()
     return {"bundle": str(args.bundle), "source": args.source, "backend": rt.backend,
             "backend_reason": rt.backend_reason, "frames": len(per_frame), "processed": len(per_frame),
-            "dropped": 0, "video": args.out, "video_frames": written, "swaps": swaps,
+            "live": live is not None, "produced": live.produced if live else len(per_frame),
+            "dropped": live.dropped if live else 0, "video": args.out, "video_frames": written, "swaps": swaps,
             "summary": rt.stats(), "per_frame": per_frame}
 
 

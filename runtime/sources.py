@@ -1,11 +1,18 @@
 """Frame sources for the run app: camera index, video file, image folder, or
 `synthetic` (the bundle's pre-rendered sample frames, looped). All yield RGB
-uint8 HxWx3 frames."""
+uint8 HxWx3 frames.
+
+Files are read frame by frame and drop nothing. Live sources (camera indices,
+stream URLs, or any source with a simulated frame rate) go through `LiveSource`,
+which keeps only the newest frame: reading a camera sequentially would let the
+driver queue frames and the shown result fall ever further behind the scene."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -22,17 +29,36 @@ def _cv2():
     return cv2
 
 
-def frames(source: str, bundle: Path, limit: int | None = None) -> Iterator[np.ndarray]:
+def is_live(source: str) -> bool:
+    """Camera indices and network streams deliver frames whether or not we keep up."""
+    return source.isdigit() or "://" in source
+
+
+def frames(source: str, bundle: Path, limit: int | None = None, loop: bool = False) -> Iterator[np.ndarray]:
+    """Frames of `source` in order; `synthetic` plays the samples once, `limit`
+    frames (looping) or, with `loop`, forever."""
     if source == "synthetic":
         path = Path(bundle) / "samples" / "frames.npy"
         if not path.is_file():
             raise EdgeRuntimeError(f"bundle has no sample frames ({path}): use a camera, video or image folder")
         data = np.load(path)
-        count = limit if limit is not None else len(data)
+        count = limit if limit is not None else (2**62 if loop else len(data))
         for i in range(count):
             yield data[i % len(data)].copy()  # callers may draw on it
         return
     yield from _opencv_frames(source, limit)
+
+
+def open_source(source: str, bundle: Path, limit: int | None = None,
+                live_fps: float | None = None) -> tuple[Iterable[np.ndarray], LiveSource | None]:
+    """(frames, the LiveSource or None): live for cameras and streams, and for any
+    source given `live_fps` (a video or the samples played like a camera)."""
+    if live_fps is not None and not (np.isfinite(live_fps) and live_fps > 0):
+        raise EdgeRuntimeError(f"live frame rate must be a positive number of frames per second, found {live_fps!r}")
+    if live_fps is None and not is_live(source):
+        return frames(source, bundle, limit), None
+    live = LiveSource(frames(source, bundle, None, loop=True), live_fps, limit)
+    return live, live
 
 
 def _opencv_frames(source: str, limit: int | None) -> Iterator[np.ndarray]:
@@ -61,3 +87,66 @@ def _opencv_frames(source: str, limit: int | None) -> Iterator[np.ndarray]:
             yield img[..., ::-1].copy()
     finally:
         cap.release()
+
+
+class LiveSource:
+    """Latest-frame delivery from a producer thread, like a camera driver's.
+
+    The thread pulls frames from `produce` (paced at `fps` when given; a real
+    camera paces itself); a frame not taken before the next one arrives is
+    dropped and counted. Iterating yields at most `limit` frames, each the newest
+    at the moment it is taken. Costs one thread and one frame of memory."""
+
+    def __init__(self, produce: Iterable[np.ndarray], fps: float | None = None, limit: int | None = None):
+        self._produce, self._period, self.limit = produce, (1.0 / fps if fps else 0.0), limit
+        self._cond = threading.Condition()
+        self._frame: np.ndarray | None = None
+        self._done, self._error = False, None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.produced = self.dropped = self.delivered = 0
+
+    def _run(self) -> None:
+        due = time.perf_counter()
+        try:
+            for frame in self._produce:
+                if self._period:
+                    due += self._period
+                    time.sleep(max(0.0, due - time.perf_counter()))
+                if self._stop.is_set():
+                    break
+                with self._cond:
+                    self.dropped += self._frame is not None  # the previous one was never taken
+                    self._frame, self.produced = frame, self.produced + 1
+                    self._cond.notify()
+        except Exception as exc:  # re-raised to the consumer, not lost in the thread
+            self._error = exc
+        finally:
+            if hasattr(self._produce, "close"):
+                self._produce.close()  # releases the camera; generators close in their own thread
+            with self._cond:
+                self._done = True
+                self._cond.notify()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        self._thread = threading.Thread(target=self._run, name="edgemtl-live-source", daemon=True)
+        self._thread.start()
+        try:
+            while self.limit is None or self.delivered < self.limit:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._frame is not None or self._done)
+                    frame, self._frame = self._frame, None
+                if frame is None:
+                    break
+                self.delivered += 1
+                yield frame
+            if self._error is not None:
+                raise self._error
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stops the producer (after its current read) and waits for it briefly."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)

@@ -52,6 +52,17 @@ def test_headless_run_swaps_exactly_at_scheduled_frames(bundle, tmp_path, capsys
     assert n == s["video_frames"] == 30
 
 
+def test_live_run_processes_the_requested_frames_and_reports_drops(bundle, tmp_path):
+    # 2000 FPS is faster than any engine here: frames must be dropped, never queued.
+    stats = tmp_path / "stats.json"
+    assert main(["run", "--bundle", str(bundle), "--source", "synthetic", "--frames", "12", "--headless",
+                 "--live-fps", "2000", "--stats", str(stats)]) == 0
+    s = json.loads(stats.read_text())
+    assert s["live"] and s["processed"] == 12 and s["dropped"] > 0
+    assert s["produced"] - s["processed"] - s["dropped"] in (0, 1)
+    assert main(["run", "--bundle", str(bundle), "--live-fps", "0", "--headless"]) == 2
+
+
 def test_bench_and_calibrate_cover_every_signature(bundle, capsys):
     assert main(["bench", "--bundle", str(bundle), "--repeats", "3", "--warmup", "1"]) == 0
     out = capsys.readouterr().out

@@ -156,11 +156,45 @@ def _keys(rt, key: int) -> bool:
     return True
 
 
+class _Output:
+    """The overlay canvas of each frame, written to an mp4 and/or shown in a window."""
+
+    def __init__(self, args, kinds: dict[str, str]):
+        from runtime.sources import _cv2
+        self.cv2 = _cv2() if (args.out or not args.headless) else None
+        self.path, self.window, self.kinds = args.out, not args.headless, kinds
+        self.writer, self.written = None, 0
+
+    def frame(self, rt, frame, outs, hud: list[str]) -> bool:
+        """Draws and emits one frame; False when the user quit the window."""
+        if self.cv2 is None:
+            return True
+        from runtime.viz import compose
+        canvas = compose(frame, outs, self.kinds, hud)
+        if self.path:
+            if self.writer is None:
+                self.writer = self.cv2.VideoWriter(self.path, self.cv2.VideoWriter_fourcc(*"mp4v"), 15,
+                                                   (canvas.shape[1], canvas.shape[0]))
+                if not self.writer.isOpened():
+                    raise EdgeRuntimeError(f"cannot write video {self.path}")
+            self.writer.write(np.ascontiguousarray(canvas[..., ::-1]))
+            self.written += 1
+        if self.window:
+            self.cv2.imshow("edgemtl", canvas[..., ::-1])
+            return _keys(rt, self.cv2.waitKey(1) & 0xFF)
+        return True
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()  # finalises the mp4, also after Ctrl-C
+
+
 def run_stream(args) -> dict:
+    """Runs the source through the bundle; Ctrl-C ends the stream like its last
+    frame would (result['interrupted']), so stats and video of a camera run are kept."""
     import runtime
     from runtime.preprocess import preprocess
-    from runtime.sources import _cv2, open_source
-    from runtime.viz import compose
+    from runtime.sources import open_source
     schedule = load_schedule(args.schedule)
     rt = runtime.load(args.bundle, args.backend, threads=args.threads)
     check_schedule(schedule, len(rt.task_names), args.schedule)
@@ -168,47 +202,36 @@ def run_stream(args) -> dict:
         rt.set_preference(args.r, args.c)
     if args.budget_ms is not None:
         rt.set_budget(args.budget_ms)
-    kinds = {t.name: t.kind for t in rt.manifest.tasks}
-    cv2 = _cv2() if (args.out or not args.headless) else None
+    out = _Output(args, {t.name: t.kind for t in rt.manifest.tasks})
     source, live = open_source(args.source, Path(args.bundle), args.frames, args.live_fps)
-    writer, per_frame, swaps, written, t_start = None, [], [], 0, time.perf_counter()
+    per_frame, swaps, interrupted, t_start = [], [], False, time.perf_counter()
     try:
         for i, frame in enumerate(source):
             for ev in schedule.get(i, []):
                 n0 = len(rt.swaps)
                 apply_event(rt, ev)
                 swaps += [{"frame": i, **s} for s in rt.swaps[n0:]]
-            t0 = time.perf_counter()
+            t0 = time.perf_counter()  # call_ms includes preprocessing
             outs, sel = rt.infer(preprocess(frame, rt.manifest.input), t0)
             per_frame.append({"frame": i, "call_ms": rt.call_ms[-1], "engine_ms": rt.engine_ms[-1],
                               "point": sel.entry.name, "signature": sel.entry.signature,
                               "over_budget": bool(rt.budget_ms and rt.call_ms[-1] > rt.budget_ms)})
-            if cv2 is not None:
-                fps = len(per_frame) / max(time.perf_counter() - t_start, 1e-9)
-                canvas = compose(frame, outs, kinds, _hud(rt, sel, fps, live.dropped if live else None))
-                if args.out:
-                    if writer is None:
-                        writer = cv2.VideoWriter(args.out, cv2.VideoWriter_fourcc(*"mp4v"), 15,
-                                                 (canvas.shape[1], canvas.shape[0]))
-                        if not writer.isOpened():
-                            raise EdgeRuntimeError(f"cannot write video {args.out}")
-                    writer.write(np.ascontiguousarray(canvas[..., ::-1]))
-                    written += 1
-                if not args.headless:
-                    cv2.imshow("edgemtl", canvas[..., ::-1])
-                    if not _keys(rt, cv2.waitKey(1) & 0xFF):
-                        break
+            fps = len(per_frame) / max(time.perf_counter() - t_start, 1e-9)
+            if not out.frame(rt, frame, outs, _hud(rt, sel, fps, live.dropped if live else None)):
+                break
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         if live is not None:
             live.close()
-        if writer is not None:
-            writer.release()
+        out.close()
         rt.close()
     return {"bundle": str(args.bundle), "source": args.source, "backend": rt.backend,
-            "backend_reason": rt.backend_reason, "frames": len(per_frame), "processed": len(per_frame),
-            "live": live is not None, "produced": live.produced if live else len(per_frame),
-            "dropped": live.dropped if live else 0, "video": args.out, "video_frames": written, "swaps": swaps,
-            "summary": rt.stats(), "per_frame": per_frame}
+            "backend_reason": rt.backend_reason, "interrupted": interrupted, "frames": len(per_frame),
+            "processed": len(per_frame), "live": live is not None,
+            "produced": live.produced if live else len(per_frame), "dropped": live.dropped if live else 0,
+            "video": args.out, "video_frames": out.written, "swaps": swaps, "summary": rt.stats(),
+            "per_frame": per_frame}
 
 
 # -- bench / calibrate -------------------------------------------------------------------
@@ -291,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.stats:
                 atomic_write_text(args.stats, json.dumps(result, indent=1))
             _print_run(result)
+            if result["interrupted"]:
+                print("runtime: interrupted; stats and video cover the frames processed", file=sys.stderr)
+                return 130
         else:
             from runtime.manifest import load_manifest
             from runtime.resolve import save_latency

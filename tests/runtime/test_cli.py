@@ -63,6 +63,32 @@ def test_live_run_processes_the_requested_frames_and_reports_drops(bundle, tmp_p
     assert main(["run", "--bundle", str(bundle), "--live-fps", "0", "--headless"]) == 2
 
 
+def test_ctrl_c_ends_the_stream_and_keeps_stats_and_video(bundle, tmp_path, monkeypatch):
+    import runtime.sources
+    real = runtime.sources.open_source
+
+    def interrupted_after_7(*a, **k):
+        frames, live = real(*a, **k)
+
+        def gen():
+            for i, f in enumerate(frames):
+                if i == 7:
+                    raise KeyboardInterrupt
+                yield f
+        return gen(), live
+    monkeypatch.setattr(runtime.sources, "open_source", interrupted_after_7)
+    out, stats = tmp_path / "out.mp4", tmp_path / "stats.json"
+    assert main(["run", "--bundle", str(bundle), "--frames", "30", "--headless", "--out", str(out),
+                 "--stats", str(stats)]) == 130
+    s = json.loads(stats.read_text())
+    assert s["interrupted"] and s["processed"] == 7 and s["video_frames"] == 7
+    cap = cv2.VideoCapture(str(out))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 7  # the mp4 was finalised, not left truncated
+
+
 def test_bench_and_calibrate_cover_every_signature(bundle, capsys):
     assert main(["bench", "--bundle", str(bundle), "--repeats", "3", "--warmup", "1"]) == 0
     out = capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""`python -m benchmarks {all,latency,swaps,camera,compile,control}`: results go to
+"""`python -m benchmarks {all,latency,resolution,swaps,camera,compile,control}`: results go to
 benchmarks/results/<device>/ as JSON + Markdown + plots, plus a summary."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ def _parser() -> argparse.ArgumentParser:
                                 "runtime; results go to benchmarks/results/<device>/ (JSON + Markdown + plots).")
     sub = p.add_subparsers(dest="cmd", required=True)
     for name, help_ in (("all", "everything below, then SUMMARY.md"), ("latency", "P1-P3: per-signature latency"),
+                        ("resolution", "P1 at larger inputs: does latency track FLOPs once convs are big?"),
                         ("swaps", "P4/P6: swaps, rebinds, resolution, runtime overhead"),
                         ("camera", "camera-loop simulation with a budget schedule"),
                         ("compile", "P5: build time vs grid size, cold and warm"),
@@ -27,10 +28,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    from benchmarks import camera, compile, control, latency, summary, swaps
+    from benchmarks import camera, compile, control, latency, resolution, summary, swaps
     out = Path(args.out) if args.out else None
     q = args.quick
-    need = {"latency": ["bundle"], "swaps": ["bundle"], "camera": ["bundle"], "compile": ["run"],
+    need = {"latency": ["bundle"], "resolution": ["bundle"], "swaps": ["bundle"], "camera": ["bundle"], "compile": ["run"],
             "control": ["run"], "all": ["bundle", "run"]}[args.cmd]
     missing = [f"--{k}" for k in need if getattr(args, k) is None]
     if missing:
@@ -38,6 +39,8 @@ def main(argv=None) -> int:
         return 2
     steps = {
         "latency": lambda: latency.main(args.bundle, 30 if q else 200, 5 if q else 20, out=out),
+        "resolution": lambda: resolution.main(args.bundle, (32, 128) if q else (32, 64, 128), 20 if q else 50,
+                                              out=out),
         "swaps": lambda: swaps.main(args.bundle, 40 if q else 200, 100 if q else 1000, out=out),
         "camera": lambda: camera.main(args.bundle, 30.0, 120 if q else 300, out=out),
         "compile": lambda: compile.main(f"{args.run}/model.ckpt", (21, 66) if q else (21, 66, 198), out=out),

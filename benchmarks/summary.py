@@ -14,8 +14,9 @@ def _load(d: Path, name: str) -> dict | None:
 
 
 def lines(d: Path) -> list[str]:
-    lat, sw, comp, ctl, cam = (_load(d, n) for n in ("latency", "swaps", "compile", "control", "camera"))
-    m = next(x for x in (lat, sw, comp, ctl, cam) if x)["machine"]
+    lat, sw, comp, ctl, cam, res = (_load(d, n) for n in ("latency", "swaps", "compile", "control", "camera",
+                                                          "resolution"))
+    m = next(x for x in (lat, sw, comp, ctl, cam, res) if x)["machine"]
     out = [f"# Benchmark summary: {m['cpu']}, {m['cores']} cores, onnxruntime {m['onnxruntime']} ({m['when']})", "",
            "| goal | measured | met |", "|---|---|---|"]
     if lat:
@@ -27,6 +28,10 @@ def lines(d: Path) -> list[str]:
                 f"{'yes' if p2['met'] else 'no'} |",
                 f"| P3 full anchor engine vs measured peak | {p3['achieved']:.2f} of {p3['peak']:.1f} GFLOP/s = "
                 f"{100 * p3['fraction']:.1f}% | (reported) |"]
+    if res:
+        for size, r in res["sizes"].items():
+            out.append(f"| P1 at a {size}x{size} input (same folded weights, re-exported) | min {r['min']:.2f}, "
+                       f"median {r['median']:.2f}, max {r['max']:.2f} | {'yes' if r['met'] else 'no'} |")
     if sw:
         out += [f"| P4 hot swap p50 / p99 | {sw['hot_swap_ms']['p50']:.4f} / {sw['hot_swap_ms']['p99']:.4f} ms | "
                 f"(reported) |",

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from benchmarks import camera, compile, control, latency, summary  # noqa: E402
+from benchmarks import camera, compile, control, latency, resolution, summary  # noqa: E402
 from benchmarks.__main__ import main as bench_main  # noqa: E402
 from runtime.cli import main as runtime_main  # noqa: E402
 
@@ -27,7 +27,14 @@ def test_every_benchmark_writes_json_markdown_and_plots(bundle, tiny_run, tmp_pa
     assert {r["signature"] for r in lat["signatures"]} == set(json.loads((bundle / "manifest.json").read_text())
                                                              ["signatures"])
     assert all(r["engine"]["p50"] > 0 and 0 < r["flops_ratio"] <= 1 for r in lat["signatures"])
+    lat_sigs = [r["signature"] for r in lat["signatures"]]
     assert lat["peak"]["peak_gflops"] > 0 and "P2" in (out / "latency.md").read_text()
+    res = resolution.main(str(bundle), sizes=(16, 32), repeats=3, warmup=1, out=out)
+    assert list(res["sizes"]) == ["16", "32"]
+    for s in res["sizes"].values():  # FLOPs ratios barely depend on the size; a 2x larger side costs ~4x
+        assert {r["signature"] for r in s["rows"]} == set(lat_sigs)
+        assert all(0 < r["flops_ratio"] <= 1 and r["latency_ratio"] > 0 for r in s["rows"])
+    assert 3.5 < res["sizes"]["32"]["full_gflops"] / res["sizes"]["16"]["full_gflops"] < 4.5
     comp = compile.main(str(tiny_run / "model.ckpt"), sizes=(21,), out=out)
     cold, warm = comp["rows"]
     assert cold["engine_builds"] == cold["signatures"] and warm["engine_builds"] == 0
@@ -37,10 +44,10 @@ def test_every_benchmark_writes_json_markdown_and_plots(bundle, tiny_run, tmp_pa
     ctl = control.main(str(tiny_run), str(bundle), quick=True, out=out)
     assert len(ctl["shares"]["ours"]["0.0"]) == len(ctl["shares"]["r"]) == 66
     assert set(ctl["plots"]) == {"fig5_param_share.png", "fig7_loss_vs_preference.png", "latency_over_simplex.png"}
-    for name in ("latency_vs_flops.png", "compile_time.png", *ctl["plots"]):
+    for name in ("latency_vs_flops.png", "p1_by_input_size.png", "compile_time.png", *ctl["plots"]):
         assert (out / name).stat().st_size > 1000
     text = summary.main(out).read_text()
-    assert "P1 latency tracks FLOPs" in text and "P5 build, 21 points, warm" in text and "uniformity" in text
+    assert "P1 latency tracks FLOPs" in text and "P1 at a 32x32 input" in text and "P5 build, 21 points, warm" in text and "uniformity" in text
 
 
 def test_cli_reports_missing_arguments(capsys):

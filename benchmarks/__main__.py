@@ -13,7 +13,7 @@ def _parser() -> argparse.ArgumentParser:
                                 "runtime; results go to benchmarks/results/<device>/ (JSON + Markdown + plots).")
     sub = p.add_subparsers(dest="cmd", required=True)
     for name, help_ in (("all", "everything below, then SUMMARY.md"), ("latency", "P1-P3: per-signature latency"),
-                        ("resolution", "P1 at larger inputs: does latency track FLOPs once convs are big?"),
+                        ("resolution", "P1 by input size and ORT thread count (paired calls)"),
                         ("swaps", "P4/P6: swaps, rebinds, resolution, runtime overhead"),
                         ("camera", "camera-loop simulation with a budget schedule"),
                         ("compile", "P5: build time vs grid size, cold and warm"),
@@ -39,8 +39,8 @@ def main(argv=None) -> int:
         return 2
     steps = {
         "latency": lambda: latency.main(args.bundle, 30 if q else 200, 5 if q else 20, out=out),
-        "resolution": lambda: resolution.main(args.bundle, (32, 128) if q else (32, 64, 128), 20 if q else 50,
-                                              out=out),
+        "resolution": lambda: resolution.main(args.bundle, (32, 128) if q else (32, 64, 128),
+                                              repeats=40 if q else 200, out=out),
         "swaps": lambda: swaps.main(args.bundle, 40 if q else 200, 100 if q else 1000, out=out),
         "camera": lambda: camera.main(args.bundle, 30.0, 120 if q else 300, out=out),
         "compile": lambda: compile.main(f"{args.run}/model.ckpt", (21, 66) if q else (21, 66, 198), out=out),

@@ -2,12 +2,14 @@
 PyTorch eager full anchor (all N streams, the naive way), PyTorch eager derived
 sub-network (same folded weights), and the compiled engine (ONNX Runtime here).
 
-Each signature is timed in consecutive blocks (full-anchor engine, sub-network
-engine, eager sub-network, eager full anchor), each with its own warm-up, inputs
-rotating. Blocks, not interleaved calls: interleaving torch and ONNX Runtime
-calls made each engine call 2-3x slower (torch's OpenMP threads still spin
-after an op and take the cores ORT's pool wants), which measured the mix, not
-the engine."""
+Per signature, the full-anchor engine and the sub-network engine are timed as
+pairs of consecutive calls (full, sub, full, sub, ...; inputs rotating), so
+both see the same machine state: timed in separate blocks, drift on this VM
+moved the full anchor's p50 by up to 2x between signatures and spread the P1
+ratio from 0.7 to 1.9, which measured the drift, not the engines. The eager
+runs are separate blocks after them: interleaving torch and ONNX Runtime calls
+made each engine call 2-3x slower (torch's OpenMP threads still spin after an
+op and take the cores ORT's pool wants)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,23 @@ def _timed(fn, xs, warmup: int, repeats: int) -> list[float]:
         fn(xs[i % len(xs)])
         out.append((time.perf_counter() - t0) * 1e3)
     return out
+
+
+def paired(fa, fb, xs, warmup: int, repeats: int) -> tuple[list[float], list[float]]:
+    """ms per call of `fa` and `fb`, called alternately on the same rotating inputs."""
+    for i in range(warmup):
+        fa(xs[i % len(xs)])
+        fb(xs[i % len(xs)])
+    ta, tb = [], []
+    for i in range(repeats):
+        x = xs[i % len(xs)]
+        t0 = time.perf_counter()
+        fa(x)
+        t1 = time.perf_counter()
+        fb(x)
+        ta.append((t1 - t0) * 1e3)
+        tb.append((time.perf_counter() - t1) * 1e3)
+    return ta, tb
 
 
 def peak_gflops(n: int = 1024, repeats: int = 10) -> dict:
@@ -86,8 +105,7 @@ def measure(bundle: str, repeats: int = 200, warmup: int = 20, threads: int = 0)
             sub = TreeModule(anchor, info.tree)
             sub.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
             with get_runner("onnxruntime")(Path(bundle) / info.engines[0].path, weights, threads=threads) as runner:
-                t_full = _timed(full_engine.run, xs, warmup, repeats)  # next to this signature: same drift
-                t_engine = _timed(runner.run, xs, warmup, repeats)
+                t_full, t_engine = paired(full_engine.run, runner.run, xs, warmup, repeats)
             full_engine_ms += t_full
             rows.append({"signature": sig, "params": info.params, "gflops": info.flops / 1e9,
                          "flops_ratio": info.flops / m.full_net["flops"],

@@ -1,13 +1,10 @@
-"""P1 against input size: does engine latency track FLOPs once the convs are big?
+"""P1 by input size and thread count: does engine latency track FLOPs?
 
-At the trained 32x32 input the sub-networks' latency ratio spreads widely
-around their FLOPs ratio (latency.py; the profile says per-call overhead of
-small convs). The nets are fully convolutional, so here every signature and the
-full anchor are re-exported with the bundle's folded weights at larger square
-inputs and timed as in latency.py (full-anchor engine and sub-network engine in
-consecutive blocks per signature). FLOPs are counted at each size. Outputs at
-sizes other than the trained one are not meant to be accurate: this measures
-the cost model only."""
+The nets are fully convolutional, so every signature and the full anchor are
+re-exported with the bundle's folded weights at square inputs of each size and
+timed as pairs of alternating calls (latency.paired), at each ORT thread count.
+FLOPs are counted at each size. Outputs at sizes other than the trained one are
+not meant to be accurate: this measures the cost model only."""
 
 from __future__ import annotations
 
@@ -17,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import machine, pct, write
-from benchmarks.latency import _timed
+from benchmarks.latency import paired
 
 
 def _engine(module, shape, names, path: Path):
@@ -53,7 +50,7 @@ def _size_rows(anchor, m, bundle, size, repeats, warmup, threads, tmp: Path) -> 
                                  load_weights(Path(bundle) / "weights" / f"{entry.weights}.npz").items()})
             with get_runner("onnxruntime")(*_engine(sub, shape, names, tmp / f"{sig}-{size}"),
                                            threads=threads) as runner:
-                t_full, t_sub = _timed(full.run, xs, warmup, repeats), _timed(runner.run, xs, warmup, repeats)
+                t_full, t_sub = paired(full.run, runner.run, xs, warmup, repeats)
             flops_ratio = tree_cost(anchor, info.tree, size)[1] / full_flops
             latency_ratio = pct(t_sub)["p50"] / pct(t_full)["p50"]
             rows.append({"signature": sig, "flops_ratio": flops_ratio, "latency_ratio": latency_ratio,
@@ -64,23 +61,25 @@ def _size_rows(anchor, m, bundle, size, repeats, warmup, threads, tmp: Path) -> 
     return rows
 
 
-def measure(bundle: str, sizes=(32, 64, 128), repeats: int = 50, warmup: int = 5, threads: int = 0) -> dict:
+def measure(bundle: str, sizes=(32, 64, 128), threads=(1, 0), repeats: int = 200, warmup: int = 10) -> dict:
+    """One P1 row set per (size, ORT threads; 0 = all cores)."""
     import torch
 
     from runtime.manifest import load_manifest
     from trainer.checkpoint import load_checkpoint
     m = load_manifest(bundle)
     anchor = load_checkpoint(m.model["checkpoint"])[1].anchor.eval()
-    out = {"bundle": str(bundle), "trained_size": m.input.shape[1], "repeats": repeats,
-           "threads": {"onnxruntime": threads or "all"}, "sizes": {}}
+    out = {"bundle": str(bundle), "trained_size": m.input.shape[1], "repeats": repeats, "configs": []}
     with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
-            rows = _size_rows(anchor, m, bundle, size, repeats, warmup, threads, Path(tmp))
-            track = [r["tracking"] for r in rows]
-            out["sizes"][str(size)] = {"rows": rows, "min": min(track), "median": float(np.median(track)),
-                                       "max": max(track), "met": bool(max(track) <= 1.15 and min(track) >= 1 / 1.15),
-                                       "full_engine_ms": rows[0]["engine_full"]["p50"],
-                                       "full_gflops": rows[0]["full_gflops"]}
+            for t in threads:
+                rows = _size_rows(anchor, m, bundle, size, repeats, warmup, t, Path(tmp))
+                track = [r["tracking"] for r in rows]
+                out["configs"].append({"size": size, "threads": t or "all", "rows": rows, "min": min(track),
+                                       "median": float(np.median(track)), "max": max(track),
+                                       "met": bool(max(track) <= 1.15 and min(track) >= 1 / 1.15),
+                                       "full_engine_ms": float(np.median([r["engine_full"]["p50"] for r in rows])),
+                                       "full_gflops": rows[0]["full_gflops"]})
     return out
 
 
@@ -89,37 +88,36 @@ def plot(res: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
-    lo = min(min(r["flops_ratio"] for r in s["rows"]) for s in res["sizes"].values())
-    for size, s in res["sizes"].items():
-        ax.scatter([r["flops_ratio"] for r in s["rows"]], [r["latency_ratio"] for r in s["rows"]], s=16,
-                   label=f"{size}x{size}")
+    lo = min(r["flops_ratio"] for c in res["configs"] for r in c["rows"])
+    for c in res["configs"]:
+        ax.scatter([r["flops_ratio"] for r in c["rows"]], [r["latency_ratio"] for r in c["rows"]], s=14,
+                   marker="o" if c["threads"] == 1 else "^", label=f"{c['size']}x{c['size']}, {c['threads']} thr")
     xs = np.linspace(lo * 0.98, 1.0, 2)
     ax.plot(xs, xs, c="k", lw=1, label="latency = FLOPs")
     ax.fill_between(xs, xs / 1.15, xs * 1.15, color="gray", alpha=0.2, label="within 1.15x")
     ax.set_xlabel("FLOPs of sub-network / full anchor")
     ax.set_ylabel("p50 latency of sub-network / full anchor")
-    ax.set_title("P1 by input size (ONNX Runtime engines)")
-    ax.legend(fontsize=8)
+    ax.set_title("P1 by input size and ORT threads (paired calls)")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 def markdown(res: dict) -> str:
-    lines = [f"# P1 by input size ({res['machine']['cpu']}, {res['machine']['cores']} cores, ORT threads "
-             f"{res['threads']['onnxruntime']}; {res['repeats']} repeats; trained at {res['trained_size']}x"
-             f"{res['trained_size']})", "",
-             "| input | full anchor GFLOPs | full anchor engine p50 ms | GFLOP/s | latency ratio / FLOPs ratio: "
-             "min / median / max | within 1.15x |", "|---|---|---|---|---|---|"]
-    for size, s in res["sizes"].items():
-        lines.append(f"| {size}x{size} | {s['full_gflops']:.3f} | {s['full_engine_ms']:.3f} | "
-                     f"{s['full_gflops'] / s['full_engine_ms'] * 1e3:.1f} | {s['min']:.2f} / {s['median']:.2f} / "
-                     f"{s['max']:.2f} | {'met' if s['met'] else 'missed'} |")
+    lines = [f"# P1 by input size and threads ({res['machine']['cpu']}, {res['machine']['cores']} cores; "
+             f"{res['repeats']} paired calls per signature; trained at {res['trained_size']}x{res['trained_size']})",
+             "", "| input | ORT threads | full anchor GFLOPs | full anchor engine p50 ms | GFLOP/s | latency ratio / "
+             "FLOPs ratio: min / median / max | within 1.15x |", "|---|---|---|---|---|---|---|"]
+    for c in res["configs"]:
+        lines.append(f"| {c['size']}x{c['size']} | {c['threads']} | {c['full_gflops']:.3f} | {c['full_engine_ms']:.3f} "
+                     f"| {c['full_gflops'] / c['full_engine_ms'] * 1e3:.1f} | {c['min']:.2f} / {c['median']:.2f} / "
+                     f"{c['max']:.2f} | {'met' if c['met'] else 'missed'} |")
     return "\n".join(lines) + "\n"
 
 
-def main(bundle: str, sizes=(32, 64, 128), repeats: int = 50, warmup: int = 5, threads: int = 0, out=None) -> dict:
-    res = {"machine": machine(), **measure(bundle, sizes, repeats, warmup, threads)}
+def main(bundle: str, sizes=(32, 64, 128), threads=(1, 0), repeats: int = 200, warmup: int = 10, out=None) -> dict:
+    res = {"machine": machine(), **measure(bundle, sizes, threads, repeats, warmup)}
     d = write("resolution", res, markdown(res), out)
     plot(res, d / "p1_by_input_size.png")
     print(markdown(res))

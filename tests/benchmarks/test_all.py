@@ -29,12 +29,12 @@ def test_every_benchmark_writes_json_markdown_and_plots(bundle, tiny_run, tmp_pa
     assert all(r["engine"]["p50"] > 0 and 0 < r["flops_ratio"] <= 1 for r in lat["signatures"])
     lat_sigs = [r["signature"] for r in lat["signatures"]]
     assert lat["peak"]["peak_gflops"] > 0 and "P2" in (out / "latency.md").read_text()
-    res = resolution.main(str(bundle), sizes=(16, 32), repeats=3, warmup=1, out=out)
-    assert list(res["sizes"]) == ["16", "32"]
-    for s in res["sizes"].values():  # FLOPs ratios barely depend on the size; a 2x larger side costs ~4x
-        assert {r["signature"] for r in s["rows"]} == set(lat_sigs)
-        assert all(0 < r["flops_ratio"] <= 1 and r["latency_ratio"] > 0 for r in s["rows"])
-    assert 3.5 < res["sizes"]["32"]["full_gflops"] / res["sizes"]["16"]["full_gflops"] < 4.5
+    res = resolution.main(str(bundle), sizes=(16, 32), threads=(1,), repeats=3, warmup=1, out=out)
+    assert [(c["size"], c["threads"]) for c in res["configs"]] == [(16, 1), (32, 1)]
+    for c in res["configs"]:
+        assert {r["signature"] for r in c["rows"]} == set(lat_sigs)
+        assert all(0 < r["flops_ratio"] <= 1 and r["latency_ratio"] > 0 for r in c["rows"])
+    assert 3.5 < res["configs"][1]["full_gflops"] / res["configs"][0]["full_gflops"] < 4.5  # 2x the side, ~4x FLOPs
     comp = compile.main(str(tiny_run / "model.ckpt"), sizes=(21,), out=out)
     cold, warm = comp["rows"]
     assert cold["engine_builds"] == cold["signatures"] and warm["engine_builds"] == 0
@@ -47,7 +47,7 @@ def test_every_benchmark_writes_json_markdown_and_plots(bundle, tiny_run, tmp_pa
     for name in ("latency_vs_flops.png", "p1_by_input_size.png", "compile_time.png", *ctl["plots"]):
         assert (out / name).stat().st_size > 1000
     text = summary.main(out).read_text()
-    assert "P1 latency tracks FLOPs" in text and "P1 at a 32x32 input" in text and "P5 build, 21 points, warm" in text and "uniformity" in text
+    assert "P1 latency tracks FLOPs" in text and "P1 at a 32x32 input, ORT threads 1" in text and "P5 build, 21 points, warm" in text and "uniformity" in text
 
 
 def test_cli_reports_missing_arguments(capsys):

@@ -31,8 +31,8 @@ def main(argv=None) -> int:
     from benchmarks import camera, compile, control, latency, resolution, summary, swaps
     out = Path(args.out) if args.out else None
     q = args.quick
-    need = {"latency": ["bundle"], "resolution": ["bundle"], "swaps": ["bundle"], "camera": ["bundle"], "compile": ["run"],
-            "control": ["run"], "all": ["bundle", "run"]}[args.cmd]
+    need = {"latency": ["bundle"], "resolution": ["bundle"], "swaps": ["bundle"], "camera": ["bundle"],
+            "compile": ["run"], "control": ["run"], "all": ["bundle", "run"]}[args.cmd]
     missing = [f"--{k}" for k in need if getattr(args, k) is None]
     if missing:
         print(f"benchmarks {args.cmd}: missing {' and '.join(missing)}", file=sys.stderr)

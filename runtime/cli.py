@@ -130,7 +130,9 @@ def apply_event(rt, ev: Event) -> None:
 
 # -- run ---------------------------------------------------------------------------------
 def _hud(rt, sel, fps: float, dropped: int | None = None) -> list[str]:
-    st = rt.stats()["engine_ms"]
+    # Percentiles of the last 300 frames: what the stream does now, and O(1) per frame on long runs.
+    recent = rt.engine_ms[-300:]
+    st = {f"p{q}": float(np.percentile(recent, q)) for q in (50, 99)} if recent else {}
     sig = rt.manifest.signatures[sel.entry.signature]
     full = rt.manifest.full_net
     budget = f"{rt.budget_ms:.2f} ms" if rt.budget_ms else "none"
@@ -165,12 +167,12 @@ class _Output:
         self.path, self.window, self.kinds = args.out, not args.headless, kinds
         self.writer, self.written = None, 0
 
-    def frame(self, rt, frame, outs, hud: list[str]) -> bool:
-        """Draws and emits one frame; False when the user quit the window."""
+    def frame(self, rt, frame, outs, hud) -> bool:
+        """Draws and emits one frame (`hud()` gives its text lines); False when the user quit the window."""
         if self.cv2 is None:
             return True
         from runtime.viz import compose
-        canvas = compose(frame, outs, self.kinds, hud)
+        canvas = compose(frame, outs, self.kinds, hud())
         if self.path:
             if self.writer is None:
                 self.writer = self.cv2.VideoWriter(self.path, self.cv2.VideoWriter_fourcc(*"mp4v"), 15,
@@ -217,7 +219,7 @@ def run_stream(args) -> dict:
                               "point": sel.entry.name, "signature": sel.entry.signature,
                               "over_budget": bool(rt.budget_ms and rt.call_ms[-1] > rt.budget_ms)})
             fps = len(per_frame) / max(time.perf_counter() - t_start, 1e-9)
-            if not out.frame(rt, frame, outs, _hud(rt, sel, fps, live.dropped if live else None)):
+            if not out.frame(rt, frame, outs, lambda: _hud(rt, sel, fps, live.dropped if live else None)):
                 break
     except KeyboardInterrupt:
         interrupted = True

@@ -6,7 +6,12 @@ Per signature, the full-anchor engine and the sub-network engine are timed as
 pairs of consecutive calls (full, sub, full, sub, ...; inputs rotating), so
 both see the same machine state: timed in separate blocks, drift on this VM
 moved the full anchor's p50 by up to 2x between signatures and spread the P1
-ratio from 0.7 to 1.9, which measured the drift, not the engines. The eager
+ratio from 0.7 to 1.9, which measured the drift, not the engines. With more
+than one thread the pairs are blocks of 50 calls (`pair_block`): each session
+has its own thread pool, and after one session's calls its pool keeps spinning
+on the cores the other needs. Call by call at 128x128, the full anchor ran 1.8x
+and the sub-network 1.5x slower than alone (a biased ratio); in blocks of 10
+both ran ~1.85x slower; in blocks of 50 both are within 12% of alone. The eager
 runs are separate blocks after them: interleaving torch and ONNX Runtime calls
 made each engine call 2-3x slower (torch's OpenMP threads still spin after an
 op and take the cores ORT's pool wants)."""
@@ -33,20 +38,33 @@ def _timed(fn, xs, warmup: int, repeats: int) -> list[float]:
     return out
 
 
-def paired(fa, fb, xs, warmup: int, repeats: int) -> tuple[list[float], list[float]]:
-    """ms per call of `fa` and `fb`, called alternately on the same rotating inputs."""
+def pair_block(threads: int) -> int:
+    """Calls per block in `paired`: single-threaded sessions have no pool to spin."""
+    return 1 if threads == 1 else 50
+
+
+def engine_runner(path, weights, threads: int):
+    """An activated ONNX Runtime runner for `paired` timing."""
+    from runtime.backends import get_runner
+    return get_runner("onnxruntime")(path, weights, threads=threads).activate()
+
+
+def paired(fa, fb, xs, warmup: int, repeats: int, block: int = 1) -> tuple[list[float], list[float]]:
+    """ms per call of `fa` and `fb`, alternating in blocks of `block` timed calls on the
+    same rotating inputs. With block > 1 each block starts with one untimed call: the
+    tail of the other session's spinning thread pool lands there, not in the timings."""
     for i in range(warmup):
         fa(xs[i % len(xs)])
         fb(xs[i % len(xs)])
     ta, tb = [], []
-    for i in range(repeats):
-        x = xs[i % len(xs)]
-        t0 = time.perf_counter()
-        fa(x)
-        t1 = time.perf_counter()
-        fb(x)
-        ta.append((t1 - t0) * 1e3)
-        tb.append((time.perf_counter() - t1) * 1e3)
+    for i in range(0, repeats, block):
+        for fn, out in ((fa, ta), (fb, tb)):
+            if block > 1:
+                fn(xs[i % len(xs)])
+            for j in range(i, min(i + block, repeats)):
+                t0 = time.perf_counter()
+                fn(xs[j % len(xs)])
+                out.append((time.perf_counter() - t0) * 1e3)
     return ta, tb
 
 
@@ -82,7 +100,6 @@ def measure(bundle: str, repeats: int = 200, warmup: int = 20, threads: int = 0)
     import torch
 
     from compiler.derive import TreeModule
-    from runtime.backends import get_runner
     from runtime.manifest import load_manifest
     from runtime.weights import load_weights
     from trainer.checkpoint import load_checkpoint
@@ -97,15 +114,15 @@ def measure(bundle: str, repeats: int = 200, warmup: int = 20, threads: int = 0)
     rows, full_engine_ms = [], []
     with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
         full_path, full_w = _full_engine(anchor, m.input.shape, names, Path(tmp))
-        full_engine = get_runner("onnxruntime")(full_path, full_w, threads=threads).activate()
+        full_engine = engine_runner(full_path, full_w, threads)
         eager_full = pct(_timed(lambda x: anchor.forward_tree(x, full_tree), txs, warmup, repeats))
         for sig, info in m.signatures.items():
             entry = next(e for e in m.grid if e.signature == sig)
             weights = load_weights(Path(bundle) / "weights" / f"{entry.weights}.npz")
             sub = TreeModule(anchor, info.tree)
             sub.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
-            with get_runner("onnxruntime")(Path(bundle) / info.engines[0].path, weights, threads=threads) as runner:
-                t_full, t_engine = paired(full_engine.run, runner.run, xs, warmup, repeats)
+            with engine_runner(Path(bundle) / info.engines[0].path, weights, threads) as runner:
+                t_full, t_engine = paired(full_engine.run, runner.run, xs, warmup, repeats, pair_block(threads))
             full_engine_ms += t_full
             rows.append({"signature": sig, "params": info.params, "gflops": info.flops / 1e9,
                          "flops_ratio": info.flops / m.full_net["flops"],

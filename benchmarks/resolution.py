@@ -2,7 +2,8 @@
 
 The nets are fully convolutional, so every signature and the full anchor are
 re-exported with the bundle's folded weights at square inputs of each size and
-timed as pairs of alternating calls (latency.paired), at each ORT thread count.
+timed alternately (latency.paired: call by call at one thread, blocks of 50 calls
+with more) at each ORT thread count.
 FLOPs are counted at each size. Outputs at sizes other than the trained one are
 not meant to be accurate: this measures the cost model only."""
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import machine, pct, write
-from benchmarks.latency import paired
+from benchmarks.latency import engine_runner, pair_block, paired
 
 
 def _engine(module, shape, names, path: Path):
@@ -31,7 +32,6 @@ def _size_rows(anchor, m, bundle, size, repeats, warmup, threads, tmp: Path) -> 
     import torch
 
     from compiler.derive import TreeModule
-    from runtime.backends import get_runner
     from runtime.weights import load_weights
     from trainer.cost import tree_cost
     from trainer.tree import identity_tree
@@ -39,8 +39,7 @@ def _size_rows(anchor, m, bundle, size, repeats, warmup, threads, tmp: Path) -> 
     xs = [np.random.default_rng(i).standard_normal((1, *shape)).astype(np.float32) for i in range(4)]
     full_tree = identity_tree(anchor.n_layers, anchor.n_tasks)
     full_flops = tree_cost(anchor, full_tree, size)[1]
-    full = get_runner("onnxruntime")(*_engine(TreeModule(anchor, full_tree), shape, names, tmp / f"full-{size}"),
-                                     threads=threads).activate()
+    full = engine_runner(*_engine(TreeModule(anchor, full_tree), shape, names, tmp / f"full-{size}"), threads)
     rows = []
     try:
         for sig, info in m.signatures.items():
@@ -48,9 +47,8 @@ def _size_rows(anchor, m, bundle, size, repeats, warmup, threads, tmp: Path) -> 
             sub = TreeModule(anchor, info.tree)
             sub.load_state_dict({k: torch.from_numpy(v) for k, v in
                                  load_weights(Path(bundle) / "weights" / f"{entry.weights}.npz").items()})
-            with get_runner("onnxruntime")(*_engine(sub, shape, names, tmp / f"{sig}-{size}"),
-                                           threads=threads) as runner:
-                t_full, t_sub = paired(full.run, runner.run, xs, warmup, repeats)
+            with engine_runner(*_engine(sub, shape, names, tmp / f"{sig}-{size}"), threads) as runner:
+                t_full, t_sub = paired(full.run, runner.run, xs, warmup, repeats, pair_block(threads))
             flops_ratio = tree_cost(anchor, info.tree, size)[1] / full_flops
             latency_ratio = pct(t_sub)["p50"] / pct(t_full)["p50"]
             rows.append({"signature": sig, "flops_ratio": flops_ratio, "latency_ratio": latency_ratio,

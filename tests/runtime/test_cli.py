@@ -52,8 +52,16 @@ def test_headless_run_swaps_exactly_at_scheduled_frames(bundle, tmp_path, capsys
     assert n == s["video_frames"] == 30
 
 
-def test_live_run_processes_the_requested_frames_and_reports_drops(bundle, tmp_path):
-    # 2000 FPS is faster than any engine here: frames must be dropped, never queued.
+def test_live_run_processes_the_requested_frames_and_reports_drops(bundle, tmp_path, monkeypatch):
+    import time
+
+    import runtime.preprocess
+    real = runtime.preprocess.preprocess
+
+    def slow(*a, **k):  # 10 ms per frame against a frame every 0.5 ms: frames must be dropped, never queued
+        time.sleep(0.01)
+        return real(*a, **k)
+    monkeypatch.setattr(runtime.preprocess, "preprocess", slow)
     stats = tmp_path / "stats.json"
     assert main(["run", "--bundle", str(bundle), "--source", "synthetic", "--frames", "12", "--headless",
                  "--live-fps", "2000", "--stats", str(stats)]) == 0

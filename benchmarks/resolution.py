@@ -15,17 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import machine, pct, write
-from benchmarks.latency import engine_runner, pair_block, paired
-
-
-def _engine(module, shape, names, path: Path):
-    """(ORT engine path, weights) of a folded tree module exported at `shape`."""
-    from compiler.engines import get_builder
-    from compiler.export import export_graph
-    info = export_graph(module, shape, names, path.with_suffix(".onnx"))
-    get_builder("onnxruntime").build(path.with_suffix(".onnx"), path.with_suffix(".engine.onnx"), "fp32",
-                                     info.weight_names)
-    return path.with_suffix(".engine.onnx"), module.weights()
+from benchmarks.latency import P1_TOLERANCE, engine_runner, export_engine, p1_verdict, pair_block, paired
 
 
 def _size_rows(anchor, m, bundle, size, repeats, warmup, threads, tmp: Path) -> list[dict]:
@@ -39,7 +29,7 @@ def _size_rows(anchor, m, bundle, size, repeats, warmup, threads, tmp: Path) -> 
     xs = [np.random.default_rng(i).standard_normal((1, *shape)).astype(np.float32) for i in range(4)]
     full_tree = identity_tree(anchor.n_layers, anchor.n_tasks)
     full_flops = tree_cost(anchor, full_tree, size)[1]
-    full = engine_runner(*_engine(TreeModule(anchor, full_tree), shape, names, tmp / f"full-{size}"), threads)
+    full = engine_runner(*export_engine(TreeModule(anchor, full_tree), shape, names, tmp / f"full-{size}"), threads)
     rows = []
     try:
         for sig, info in m.signatures.items():
@@ -47,7 +37,7 @@ def _size_rows(anchor, m, bundle, size, repeats, warmup, threads, tmp: Path) -> 
             sub = TreeModule(anchor, info.tree)
             sub.load_state_dict({k: torch.from_numpy(v) for k, v in
                                  load_weights(Path(bundle) / "weights" / f"{entry.weights}.npz").items()})
-            with engine_runner(*_engine(sub, shape, names, tmp / f"{sig}-{size}"), threads) as runner:
+            with engine_runner(*export_engine(sub, shape, names, tmp / f"{sig}-{size}"), threads) as runner:
                 t_full, t_sub = paired(full.run, runner.run, xs, warmup, repeats, pair_block(threads))
             flops_ratio = tree_cost(anchor, info.tree, size)[1] / full_flops
             latency_ratio = pct(t_sub)["p50"] / pct(t_full)["p50"]
@@ -72,10 +62,8 @@ def measure(bundle: str, sizes=(32, 64, 128), threads=(1, 0), repeats: int = 200
         for size in sizes:
             for t in threads:
                 rows = _size_rows(anchor, m, bundle, size, repeats, warmup, t, Path(tmp))
-                track = [r["tracking"] for r in rows]
-                out["configs"].append({"size": size, "threads": t or "all", "rows": rows, "min": min(track),
-                                       "median": float(np.median(track)), "max": max(track),
-                                       "met": bool(max(track) <= 1.15 and min(track) >= 1 / 1.15),
+                out["configs"].append({"size": size, "threads": t or "all", "rows": rows,
+                                       **p1_verdict([r["tracking"] for r in rows]),
                                        "full_engine_ms": float(np.median([r["engine_full"]["p50"] for r in rows])),
                                        "full_gflops": rows[0]["full_gflops"]})
     return out
@@ -92,7 +80,8 @@ def plot(res: dict, path: Path) -> None:
                    marker="o" if c["threads"] == 1 else "^", label=f"{c['size']}x{c['size']}, {c['threads']} thr")
     xs = np.linspace(lo * 0.98, 1.0, 2)
     ax.plot(xs, xs, c="k", lw=1, label="latency = FLOPs")
-    ax.fill_between(xs, xs / 1.15, xs * 1.15, color="gray", alpha=0.2, label="within 1.15x")
+    ax.fill_between(xs, xs / P1_TOLERANCE, xs * P1_TOLERANCE, color="gray", alpha=0.2,
+                    label=f"within {P1_TOLERANCE}x")
     ax.set_xlabel("FLOPs of sub-network / full anchor")
     ax.set_ylabel("p50 latency of sub-network / full anchor")
     ax.set_title("P1 by input size and ORT threads (paired calls)")

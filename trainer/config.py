@@ -67,6 +67,10 @@ class MethodConfig:
     tau: float | None = None  # None: 0.6 / N (appendix H)
     lambda_active: float = 1.0
     lambda_inactive: float = 0.1
+    # Our extension (README): c * lambda_cost * expected parameter share of the tree.
+    # 0 is the paper's regulariser.
+    lambda_cost: float = 0.0
+    graded_inactive: bool = False  # our extension: inactive task j weighted by (tau - r_j) / tau
     dirichlet: float = 0.2
     prefs_per_step: int = 4  # preferences per batch (the batch is split between them)
     temp_init: float = 5.0
@@ -74,9 +78,16 @@ class MethodConfig:
     temp_every: int | None = None  # None: 300 steps scaled from the paper's 30K
     gumbel_hard: bool = False  # straight-through instead of soft mixing
     # How the task loss reaches the edge hypernet: "relaxed" runs the Gumbel-softmax
-    # mixture of parents (paper eq. 1/4); "reinforce" scores sampled discrete trees.
+    # mixture of parents (paper eq. 1/4); "reinforce" scores sampled discrete trees;
+    # "exact" takes the expectation over trees from a table of path losses
+    # (trainer/paths.py; anchors with N^L <= 4096 paths per task).
     edge_gradient: str = "relaxed"
+    path_images: int = 512  # training images the "exact" path-loss table is measured on
+    edge_prefs_per_step: int | None = None  # None: prefs_per_step ("exact" steps cost no images)
     reinforce_samples: int = 4
+    # Temperature of the trees REINFORCE samples (softmax(alpha / T)); None: the Gumbel
+    # temperature, which anneals to ~0.25 and freezes the policy wherever it stands then.
+    reinforce_temp: float | None = None
     loss_weights: tuple[float, ...] | None = None  # None: 1 / single-task val loss
     affinity_samples: int = 64
     # Table 6 ablations: switch off parts of the active loss / task split.
@@ -85,8 +96,8 @@ class MethodConfig:
     task_split: bool = True
 
     def __post_init__(self):
-        if self.edge_gradient not in ("relaxed", "reinforce"):
-            raise TrainerError(f"method.edge_gradient: expected 'relaxed' or 'reinforce', "
+        if self.edge_gradient not in ("relaxed", "reinforce", "exact"):
+            raise TrainerError(f"method.edge_gradient: expected 'relaxed', 'reinforce' or 'exact', "
                                f"found {self.edge_gradient!r}")
         if self.reinforce_samples < 2 or self.prefs_per_step < 1:
             raise TrainerError("method.reinforce_samples must be >= 2 and method.prefs_per_step >= 1, "
@@ -97,6 +108,8 @@ class MethodConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    # steps: 0 skips the stage (streams then start from model.shared_init alone).
+    pretrain: StageConfig = field(default_factory=StageConfig)
     single: StageConfig = field(default_factory=StageConfig)
     edge: StageConfig = field(default_factory=StageConfig)
     weight: StageConfig = field(default_factory=StageConfig)

@@ -41,6 +41,10 @@ class RegularizerConfig:
     layer_weighting: bool = True
     use_affinity: bool = True
     task_split: bool = True  # False: every task active (Table 6 ablation)
+    lambda_cost: float = 0.0  # our extension: c * lambda_cost * expected_cost (0: the paper)
+    # Our extension: weight inactive task j by (tau - r_j) / tau, so the pull fades
+    # to 0 at the threshold instead of switching on at full strength (README).
+    graded_inactive: bool = False
 
 
 def active_loss(nus, r_active, affinity, cfg: RegularizerConfig) -> torch.Tensor:
@@ -58,28 +62,51 @@ def active_loss(nus, r_active, affinity, cfg: RegularizerConfig) -> torch.Tensor
     return total
 
 
-def inactive_loss(nus, r_active) -> torch.Tensor:
+def inactive_loss(nus, r_active, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """sum_l sum_{j in I} weight_j * min_{i in A} ||nu_i - nu_j||^2 (weight: 1 in the paper)."""
     act, ina = torch.nonzero(r_active).flatten(), torch.nonzero(~r_active).flatten()
     total = nus[0].new_zeros(())
     if len(act) == 0 or len(ina) == 0:
         return total
+    wj = 1.0 if weight is None else weight[ina]
     for nu in nus:
         # Inactive tasks mimic the active ones, not the other way round: the
         # active rows are targets (no gradient), so a dominant task keeps the
         # branching its own loss asks for instead of being dragged to a compromise.
         d = ((nu[ina][:, None, :] - nu[act].detach()[None, :, :]) ** 2).sum(-1)  # (|I|, |A|)
-        total = total + d.min(dim=1).values.sum()
+        total = total + (wj * d.min(dim=1).values).sum()
     return total
 
 
+def expected_cost(nus, node_cost: torch.Tensor) -> torch.Tensor:
+    """sum over nodes of P_use(l, i) * node_cost[l, i]: the expected cost (e.g. the
+    share of the anchor's parameters) of the tree the samples describe."""
+    return sum((p * cost).sum() for p, cost in zip(p_use(nus), node_cost))
+
+
 def branching_regularizer(nus, r: torch.Tensor, c: float, affinity: torch.Tensor,
-                          cfg: RegularizerConfig) -> tuple[torch.Tensor, dict]:
-    """Omega(r, c, alpha) = c * lambda_A * L_active + lambda_I * L_inactive."""
+                          cfg: RegularizerConfig, node_cost: torch.Tensor | None = None,
+                          cost_probs=None) -> tuple[torch.Tensor, dict]:
+    """Omega(r, c, alpha) = c * lambda_A * L_active + lambda_I * L_inactive
+    (+ c * lambda_cost * expected_cost when lambda_cost > 0 and node costs are given;
+    the expectation is over `cost_probs`, the parent distributions, if given, else
+    over the Gumbel samples `nus`).
+
+    Why the extra term: the active loss only asks similar active tasks to pick the
+    same parents, weighted by affinity; when sharing costs the task loss little,
+    nothing in the paper's Omega says that a smaller tree is worth anything, and
+    c then changes nothing (README, "Cost control"). The cost term prices the
+    used nodes directly, so c trades task loss against parameters."""
     mask = active_tasks(r, cfg.tau) if cfg.task_split else torch.ones_like(r, dtype=torch.bool)
     la = active_loss(nus, mask, affinity, cfg)
-    li = inactive_loss(nus, mask)
+    li = inactive_loss(nus, mask, ((cfg.tau - r) / cfg.tau).clamp_min(0) if cfg.graded_inactive else None)
     omega = c * cfg.lambda_active * la + cfg.lambda_inactive * li
-    return omega, {"active": la.item(), "inactive": li.item()}
+    parts = {"active": la.item(), "inactive": li.item()}
+    if cfg.lambda_cost > 0 and node_cost is not None:
+        cost = expected_cost(nus if cost_probs is None else cost_probs, node_cost)
+        omega = omega + c * cfg.lambda_cost * cost
+        parts["cost"] = cost.item()
+    return omega, parts
 
 
 @torch.no_grad()

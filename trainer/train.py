@@ -2,17 +2,20 @@
 
 Stages, each resumable (a finished stage is skipped on a rerun; an unfinished
 one continues from its last partial checkpoint, also written on Ctrl-C):
-  single    N single-task streams (= the anchor net and the Single-Task baseline)
+  pretrain  one hard-shared multi-task network, copied into every stream
+  single    N single-task streams fine-tuned from it (= the anchor net and the
+            Single-Task baseline)
   scaling   task loss weights w_i = 1 / single-task val loss (unless configured)
   affinity  RSA task affinity on the frozen anchor net (appendix D)
   edge      edge hypernet, anchor frozen: sum_i r_i w_i L_i + Omega(r, c, alpha)
   weight    weight hypernet, anchor and edge hypernet frozen: task loss only
-  phn_bn    the PHN-BN baseline
+  phn_bn    the PHN-BN baseline, started from the pretrained shared network
 Then RUN_DIR/model.ckpt is written. Progress and losses go to RUN_DIR/log.jsonl.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 import zlib
@@ -23,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
+from torch import nn
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from trainer.checkpoint import atomic_torch_save, make_payload
@@ -30,6 +34,8 @@ from trainer.config import FitConfig, StageConfig, to_dict
 from trainer.data import load_split
 from trainer.errors import TrainerError
 from trainer.models import Models, build_models
+from trainer.models.blocks import count_params
+from trainer.paths import check_size, expected_task_loss, path_losses
 from trainer.regularizer import RegularizerConfig, branching_regularizer, rsa_affinity
 from trainer.tasks import get_tasks
 from trainer.tree import identity_tree, used_nodes
@@ -83,24 +89,57 @@ def weighted_task_loss(tasks, outs, ys, weights, r=None):
     return sum(cf * lo for cf, lo in zip(coef, losses)), [float(lo.detach()) for lo in losses]
 
 
-def reinforce_task_loss(anchor, tasks, logits, temp, x, ys, w, r, samples: int):
-    """Score-function estimate of grad E_T[sum_i r_i w_i L_i(T)] for trees T drawn
-    from softmax(logits / temp), with a leave-one-out baseline over `samples`
-    trees on the same images. Only used children's choices enter log p(T).
+class LossScale(nn.Module):
+    """Running mean of each task loss (a buffer, so a resumed stage continues it).
 
-    Returns (surrogate whose gradient is the estimate, mean task loss). Why: with
-    a frozen anchor the relaxed (mixing) gradient can point away from the best
-    discrete parent (see README); this one scores the trees actually run.
+    The pretrain stage minimises sum_i L_i / mean(L_i): every task contributes
+    about 1 whatever its raw scale, so no task owns the shared trunk. Why a
+    pretrain stage at all: the paper's streams all start from one ImageNet
+    backbone, so a child reading another stream's node gets features it can use;
+    streams trained from one random init drift apart and every cross-stream
+    edge costs 1.2-6x the task's own loss (README, "Pretraining").
+    """
+
+    def __init__(self, n_tasks: int, momentum: float = 0.99):
+        super().__init__()
+        self.momentum = momentum
+        self.register_buffer("mean", torch.zeros(n_tasks))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    def forward(self, losses: list[torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():
+            m = self.momentum if int(self.steps) > 0 else 0.0
+            self.mean.mul_(m).add_((1 - m) * torch.stack([lo.detach() for lo in losses]))
+            self.steps += 1
+        return sum(lo / s.clamp_min(1e-8) for lo, s in zip(losses, self.mean))
+
+
+def reinforce_task_loss(anchor, tasks, logits, temp, x, ys, w, r, samples: int, tree_cost=None):
+    """Score-function estimate of grad E_T[sum_i r_i w_i L_i(T) + tree_cost(T)] for
+    trees T drawn from softmax(logits / temp), with a leave-one-out baseline over
+    `samples` trees on the same images. Only used children's choices enter log p(T).
+
+    Returns (surrogate whose gradient is the estimate, mean task loss, mean tree
+    cost). Why: with a frozen anchor the relaxed (mixing) gradient can point away
+    from the best discrete parent (see README); this one scores the trees
+    actually run, and prices them (the cost term) on the same scale.
     """
     dist = torch.distributions.Categorical(logits=logits / temp)
     trees = dist.sample((samples,))  # (K, L, N): parent of child j at layer l
     with torch.no_grad():
-        values = torch.stack([weighted_task_loss(tasks, anchor.forward_tree(x, t.tolist()), ys, w, r)[0]
-                              for t in trees])
+        task = torch.stack([weighted_task_loss(tasks, anchor.forward_tree(x, t.tolist()), ys, w, r)[0]
+                            for t in trees])
+        cost = torch.tensor([float(tree_cost(t.tolist())) if tree_cost else 0.0 for t in trees])
+    values = task + cost
     used = torch.tensor([[row for row in used_nodes(t.tolist())[1:]] for t in trees])
     logp = (dist.log_prob(trees) * used).sum((1, 2))
     advantage = values - (values.sum() - values) / (samples - 1)
-    return (advantage * logp).mean(), values.mean()
+    return (advantage * logp).mean(), task.mean(), cost.mean()
+
+
+def used_cost(tree, node_cost: torch.Tensor) -> float:
+    """Sum of node_cost[l, i] over the nodes `tree` uses (e.g. its parameter share)."""
+    return sum(float(node_cost[l, i]) for l, row in enumerate(used_nodes(tree)) for i, u in enumerate(row) if u)
 
 
 class RunDir:
@@ -185,6 +224,8 @@ class Fit:
         # Tasks and models first: a config they reject leaves no run directory behind.
         self.cfg, self.tasks = cfg, get_tasks(cfg.data.tasks)
         self.models: Models = build_models(cfg)
+        if cfg.method.edge_gradient == "exact":
+            check_size(len(self.tasks), self.models.anchor.n_layers)
         self.run = RunDir(out, cfg)
         self.n = len(self.tasks)
         names = [t.name for t in self.tasks]
@@ -212,6 +253,24 @@ class Fit:
             yield r, c, x[sl], [y[sl] for y in ys]
 
     # -- stages -------------------------------------------------------------
+    def stage_pretrain(self) -> None:
+        anchor, st = self.models.anchor, self.cfg.train.pretrain
+        if st.steps == 0:
+            return
+        scale = LossScale(self.n)
+        anchor.train()
+
+        def step_fn(step):
+            x, ys = self.batch(st, step, "pretrain")
+            losses = [t.loss(o, y) for t, o, y in zip(self.tasks, anchor.forward_shared(x), ys)]
+            return scale(losses), {f"L_{t.name}": lo.item() for t, lo in zip(self.tasks, losses)}
+
+        def save():
+            anchor.share_stream(0)  # every stream starts from the shared backbone
+            return {"anchor": anchor.state_dict()}
+
+        self._stage("pretrain", nn.ModuleDict({"anchor": anchor, "scale": scale}), st, step_fn, save=save)
+
     def stage_single(self) -> None:
         anchor, st = self.models.anchor, self.cfg.train.single
         anchor.train()
@@ -247,26 +306,63 @@ class Fit:
         st, w = self.cfg.train.edge, self.weights()
         reg = self.regularizer_config()
         aff = torch.tensor(self.state("affinity")["affinity"])
+        node_cost = self.node_cost()
         self.freeze(anchor)
+        if m.edge_gradient == "exact":
+            table = self.path_table()
+
+        def objective(r, c, x, ys, temp):
+            """(surrogate for the task term [+ cost term], Omega, logs) of one preference."""
+            logits = edge(r, c)
+            nus = [F.gumbel_softmax(lg, tau=temp, hard=m.gumbel_hard, dim=-1) for lg in logits]
+            if m.edge_gradient == "exact":
+                # Expectations, not samples, for every term: the distance between two
+                # Gumbel samples is > 0 even when their distributions agree, so Omega on
+                # samples keeps pushing every preference's logits to one saturated tree.
+                probs = list(torch.softmax(logits, -1))
+                task = surrogate = expected_task_loss(probs, table, r * w)
+                omega, parts = branching_regularizer(probs, r, c, aff, reg, node_cost)
+            elif m.edge_gradient == "reinforce":
+                # The cost term prices the sampled trees next to their task loss (exact
+                # for each discrete tree); the relaxed path uses its P_use expectation.
+                price = (lambda t: c * m.lambda_cost * used_cost(t, node_cost)) if m.lambda_cost else None
+                surrogate, task, cost = reinforce_task_loss(anchor, self.tasks, logits, m.reinforce_temp or temp,
+                                                            x, ys, w, r, m.reinforce_samples, price)
+                omega, parts = branching_regularizer(nus, r, c, aff, reg)
+                parts["cost"] = float(cost)
+            else:
+                task = surrogate = weighted_task_loss(self.tasks, anchor.forward_mixed(x, nus), ys, w, r)[0]
+                omega, parts = branching_regularizer(nus, r, c, aff, reg, node_cost)
+            return surrogate, omega, {"task": float(task.detach()), "omega": omega.item(), **parts}
 
         def step_fn(step):
             temp = get_temperature(step, st.steps, self.cfg)
             losses, logs = [], {}
-            for r, c, x, ys in self.groups(st, step, "edge"):
-                logits = edge(r, c)
-                nus = [F.gumbel_softmax(lg, tau=temp, hard=m.gumbel_hard, dim=-1) for lg in logits]
-                if m.edge_gradient == "reinforce":
-                    surrogate, task = reinforce_task_loss(anchor, self.tasks, logits, temp, x, ys, w, r,
-                                                          m.reinforce_samples)
-                else:
-                    task = surrogate = weighted_task_loss(self.tasks, anchor.forward_mixed(x, nus), ys, w, r)[0]
-                omega, parts = branching_regularizer(nus, r, c, aff, reg)
+            groups = self.edge_groups(st, step)
+            for r, c, x, ys in groups:
+                surrogate, omega, parts = objective(r, c, x, ys, temp)
                 losses.append(surrogate + omega)
-                for k, v in {"task": float(task.detach()), "omega": omega.item(), **parts}.items():
-                    logs[k] = logs.get(k, 0.0) + v / m.prefs_per_step
+                for k, v in parts.items():
+                    logs[k] = logs.get(k, 0.0) + v / len(groups)
             return torch.stack(losses).mean(), {"temp": temp, **logs}
 
         self._stage("edge", edge, st, step_fn, save=lambda: {"edge_hypernet": edge.state_dict()})
+
+    def edge_groups(self, st: StageConfig, step: int) -> list:
+        """The edge stage's preferences for one step: with the exact estimator no
+        images are needed, so edge_prefs_per_step preferences cost little."""
+        if self.cfg.method.edge_gradient != "exact":
+            return list(self.groups(st, step, "edge"))
+        m, rng = self.cfg.method, self.rng("edge", step)
+        return [(*sample_preference(rng, self.n, m.dirichlet), None, None)
+                for _ in range(m.edge_prefs_per_step or m.prefs_per_step)]
+
+    def path_table(self) -> torch.Tensor:
+        """Task losses of every path on the first method.path_images training images (stages/paths.pt)."""
+        k = min(self.cfg.method.path_images, self.train.n)
+        self._once("paths", lambda: {"table": path_losses(self.models.anchor, self.tasks, self.train.x[:k],
+                                                           [y[:k] for y in self.train.y])})
+        return self.state("paths")["table"]
 
     def stage_weight(self) -> None:
         anchor, edge, hyper = self.models.anchor, self.models.edge, self.models.weight
@@ -290,11 +386,22 @@ class Fit:
                       for r, _, x, ys in self.groups(st, step, "phn_bn")]
             return torch.stack(losses).mean(), {}
 
-        self._stage("phn_bn", phn, st, step_fn, save=lambda: {"phn_bn": phn.state_dict()})
+        self._stage("phn_bn", phn, st, step_fn, save=lambda: {"phn_bn": phn.state_dict()},
+                    init=self._init_phn_bn)
+
+    def _init_phn_bn(self) -> None:
+        """PHN-BN starts from the pretrained shared network, as our anchor does."""
+        if self.run.done("pretrain") is None:
+            return
+        shared = copy.deepcopy(self.models.anchor)
+        shared.load_state_dict(self.state("pretrain")["anchor"])
+        self.models.phn_bn.init_from(shared)
 
     # -- helpers ------------------------------------------------------------
-    def _stage(self, name, module, st, step_fn, save) -> None:
+    def _stage(self, name, module, st, step_fn, save, init=None) -> None:
         if (path := self.run.done(name)) is None:
+            if init is not None:
+                init()  # a resumed stage then loads its partial state over this
             t0 = time.time()
             train_stage(self.run, name, module, st, step_fn, self.cfg)
             atomic_torch_save({**save(), "seconds": time.time() - t0}, self.run.stages / f"{name}.pt")
@@ -321,7 +428,14 @@ class Fit:
         m = self.cfg.method
         tau = m.tau if m.tau is not None else 0.6 / self.n
         return RegularizerConfig(tau, m.lambda_active, m.lambda_inactive, m.layer_weighting,
-                                 m.use_affinity, m.task_split)
+                                 m.use_affinity, m.task_split, m.lambda_cost, m.graded_inactive)
+
+    def node_cost(self) -> torch.Tensor:
+        """(L + 1, N) parameter share of every node in the anchor (for the cost term)."""
+        anchor = self.models.anchor
+        full = count_params(anchor)
+        return torch.tensor([[count_params(anchor.node(l, i)) / full for i in range(self.n)]
+                             for l in range(anchor.n_layers + 1)])
 
     @staticmethod
     def freeze(module: torch.nn.Module) -> None:
@@ -340,7 +454,7 @@ class Fit:
         return (sums / count).tolist()
 
 
-STAGES = ("single", "scaling", "affinity", "edge", "weight", "phn_bn")
+STAGES = ("pretrain", "single", "scaling", "affinity", "edge", "weight", "phn_bn")
 
 
 def fit(cfg: FitConfig, out: str | Path) -> Path:
@@ -358,7 +472,7 @@ def fit(cfg: FitConfig, out: str | Path) -> Path:
         to_dict(cfg), f.models, tasks=[t.describe() for t in f.tasks], input_spec=input_spec,
         affinity=affinity["affinity"], loss_weights=scaling["loss_weights"],
         single_task_val_losses=scaling["single_task_val_losses"], torch_version=str(torch.__version__),
-        stage_seconds={s: float(f.state(s).get("seconds", 0.0)) for s in STAGES})
+        stage_seconds={s: float(f.state(s).get("seconds", 0.0)) for s in STAGES if f.run.done(s)})
     path = Path(out) / "model.ckpt"
     atomic_torch_save(payload, path)
     return path

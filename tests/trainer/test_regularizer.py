@@ -121,3 +121,29 @@ def test_rsa_affinity_properties():
     assert torch.allclose(aff.diagonal(), torch.ones(3))
     assert aff[0, 1] == pytest.approx(1.0) and aff[0, 2] == pytest.approx(0.0, abs=1e-6)
     assert ((aff >= 0) & (aff <= 1)).all()
+
+
+def test_expected_cost_of_a_discrete_tree_is_its_used_nodes_cost():
+    from trainer.regularizer import expected_cost
+    tree = ((0, 0, 0), (0, 1, 1))  # one stem; layer 1: nodes 0 and 1 used
+    nus = [F.one_hot(torch.tensor(row), 3).float() for row in tree]
+    cost = torch.arange(9, dtype=torch.float32).view(3, 3)  # node (l, i) costs 3l + i
+    used = used_nodes(tree)
+    want = sum(float(cost[l, i]) for l in range(3) for i in range(3) if used[l][i])
+    assert float(expected_cost(nus, cost)) == pytest.approx(want)
+
+
+def test_cost_term_scales_with_c_and_prices_sharing():
+    cfg = RegularizerConfig(tau=0.2, lambda_active=0.0, lambda_inactive=0.0, lambda_cost=1.0)
+    spread = list(torch.softmax(torch.zeros(2, 3, 3), -1))  # every child picks any parent
+    shared = list(torch.softmax(torch.stack([torch.tensor([[6.0, 0, 0]] * 3), torch.zeros(3, 3)]), -1))
+    r, aff, cost = torch.ones(3) / 3, torch.ones(3, 3), torch.ones(3, 3)
+    at0, _ = branching_regularizer(spread, r, 0.0, aff, cfg, cost)
+    at1, parts = branching_regularizer(spread, r, 1.0, aff, cfg, cost)
+    assert at0.item() == 0 and at1.item() == pytest.approx(parts["cost"]) and parts["cost"] > 0
+    # All children of the stems' layer reading stem 0 leaves two stems unused: cheaper.
+    assert branching_regularizer(shared, r, 1.0, aff, cfg, cost)[0].item() < at1.item() - 0.5
+    # lambda_cost = 0 is the paper's regulariser: node costs change nothing.
+    paper = RegularizerConfig(tau=0.2)
+    assert branching_regularizer(spread, r, 1.0, aff, paper, cost)[0].item() == \
+        branching_regularizer(spread, r, 1.0, aff, paper)[0].item()

@@ -1,11 +1,12 @@
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 
 from trainer.config import load_config
 from trainer.models.hypernets import EdgeHypernet
-from trainer.train import get_lr, get_temperature, reinforce_task_loss
+from trainer.train import get_lr, get_temperature, reinforce_task_loss, used_cost
 from trainer.tree import used_nodes
 
 
@@ -24,14 +25,38 @@ def test_reinforce_gradient_favours_the_better_trees():
     n, L = 3, 2
     logits = torch.zeros(L, n, n, requires_grad=True)
     tasks = [SimpleNamespace(loss=lambda o, y: o)] * n
-    surrogate, value = reinforce_task_loss(CountingAnchor(), tasks, logits, 1.0, None, [None] * n,
-                                           torch.ones(n), torch.ones(n) / n, samples=256)
+    surrogate, value, cost = reinforce_task_loss(CountingAnchor(), tasks, logits, 1.0, None, [None] * n,
+                                                 torch.ones(n), torch.ones(n) / n, samples=256)
     surrogate.backward()
-    assert value > 0
+    assert value > 0 and cost == 0
     # Gradient descent raises the own-stream logit of every child at the top choice.
     diag = logits.grad[-1].diagonal()
     off = logits.grad[-1][~torch.eye(n, dtype=torch.bool)]
     assert (diag < 0).all() and (off > 0).all()
+
+
+class FreeAnchor:
+    """Every tree has the same task loss: only the price can tell them apart."""
+
+    def forward_tree(self, x, tree):
+        return [torch.tensor(0.0)] * len(tree[0])
+
+
+def test_reinforce_prices_trees_by_their_used_nodes():
+    torch.manual_seed(0)
+    n, L = 3, 2
+    node_cost = torch.zeros(L + 1, n)
+    node_cost[0] = torch.tensor([0.0, 1.0, 1.0])  # stems 1 and 2 are expensive
+    tree = ((0, 0, 2), (0, 1, 2))
+    assert used_cost(tree, node_cost) == 1.0  # stems 0 and 2 used
+    logits = torch.zeros(L, n, n, requires_grad=True)
+    tasks = [SimpleNamespace(loss=lambda o, y: o)] * n
+    surrogate, task, cost = reinforce_task_loss(FreeAnchor(), tasks, logits, 1.0, None, [None] * n, torch.ones(n),
+                                                torch.ones(n) / n, 256, lambda t: used_cost(t, node_cost))
+    surrogate.backward()
+    assert task == 0 and cost > 0
+    # Descent raises every child's logit for the free stem 0 at the stems' choice.
+    assert (logits.grad[0][:, 0] < 0).all() and (logits.grad[0][:, 1:] > 0).all()
 
 
 def test_edge_hypernet_identity_prior_starts_at_the_anchor():
@@ -51,3 +76,44 @@ def test_schedules_follow_the_paper_scaled_to_the_stage():
     assert np.isclose(get_temperature(300, 30000, cfg), 5.0 * 0.97)
     # A 1000-step stage ends at the same temperature as the paper's 30K steps.
     assert np.isclose(get_temperature(999, 1000, cfg), get_temperature(29999, 30000, cfg), rtol=0.05)
+
+
+def test_loss_scale_divides_each_task_by_its_running_mean():
+    from trainer.train import LossScale
+    scale = LossScale(2, momentum=0.5)
+    first = scale([torch.tensor(4.0), torch.tensor(0.01)])
+    assert float(first) == 2.0  # each task at its own mean: 1 + 1
+    scale([torch.tensor(2.0), torch.tensor(0.01)])
+    torch.testing.assert_close(scale.mean, torch.tensor([3.0, 0.01]))
+    assert int(scale.steps) == 2 and "mean" in scale.state_dict()  # resumable
+
+
+@pytest.mark.slow
+def test_pretrain_gives_every_stream_the_shared_backbone_and_phn_bn_starts_there(tiny_run):
+    from trainer.checkpoint import load_checkpoint
+    from trainer.models import build_models
+    stages = tiny_run / "stages"
+    pre = torch.load(stages / "pretrain.pt", weights_only=True)["anchor"]
+    fresh = build_models(load_config("tiny")).anchor.state_dict()
+    stem0 = [k for k in pre if k.startswith("stems.0.")]
+    # Pretraining changed stream 0 and copied it into every other stream.
+    assert any(not torch.equal(pre[k], fresh[k]) for k in stem0)
+    for k in stem0:
+        for i in (1, 2):
+            assert torch.equal(pre[k], pre[k.replace("stems.0.", f"stems.{i}.")])
+    # The single stage then fine-tunes the streams apart.
+    _, models, _ = load_checkpoint(tiny_run / "model.ckpt")
+    anchor = models.anchor.state_dict()
+    assert not torch.equal(anchor["stems.1.0.weight"], anchor["stems.2.0.weight"])
+
+
+def test_phn_bn_init_from_copies_the_shared_trunk_and_heads():
+    from trainer.models import build_models
+    models = build_models(load_config("tiny"))
+    anchor, phn = models.anchor, models.phn_bn
+    x = torch.randn(2, 3, 16, 16)
+    anchor.eval()
+    phn.eval()
+    phn.init_from(anchor)
+    for a, b in zip(anchor.forward_shared(x), phn(x, torch.ones(3) / 3)):
+        torch.testing.assert_close(a, b)  # hypernet deltas start at zero

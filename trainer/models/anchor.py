@@ -1,6 +1,7 @@
 """The N-stream anchor net and its three ways of running.
 
 - `forward_stream(x, i)`: stream i alone (single-task training; the baseline).
+- `forward_shared(x)`: stream 0's backbone feeding every head (the pretrain stage).
 - `forward_tree(x, parents, deltas)`: a discrete tree; computes only used
   nodes, each once, so shared prefixes cost nothing extra.
 - `forward_mixed(x, nus, deltas)`: every child reads the nu-weighted mix of its
@@ -44,22 +45,33 @@ class AnchorNet(nn.Module):
         self.n_tasks, self.n_layers = len(tasks), len(backbone.layers)
         self.stems = nn.ModuleList(make_stem(backbone) for _ in tasks)
         per_stream = [make_blocks(backbone) for _ in tasks]  # [stream][layer]
+        self.blocks = nn.ModuleList(nn.ModuleList(s[l] for s in per_stream) for l in range(self.n_layers))
         if shared_init:
             # Every stream starts from the same weights, as the paper's streams all
             # start from one ImageNet backbone: their features stay comparable, so a
             # child reading another stream's node gets inputs it can use. Independent
             # random inits give unrelated channel orders and cross-stream edges fail.
-            for i in range(1, len(tasks)):
-                self.stems[i].load_state_dict(self.stems[0].state_dict())
-                for layer, block in enumerate(per_stream[i]):
-                    block.load_state_dict(per_stream[0][layer].state_dict())
-        self.blocks = nn.ModuleList(nn.ModuleList(s[l] for s in per_stream) for l in range(self.n_layers))
+            self.share_stream(0)
         cout = backbone.layers[-1].channels
         self.heads = nn.ModuleList(make_head(t.kind, cout, head_channels, t.channels, image_size) for t in tasks)
 
     def node(self, layer: int, stream: int) -> nn.Module:
         """Node (layer, stream): layer 0 is the stem, 1..L the blocks."""
         return self.stems[stream] if layer == 0 else self.blocks[layer - 1][stream]
+
+    def share_stream(self, source: int) -> None:
+        """Copies stream `source`'s stem and blocks into every other stream (heads untouched)."""
+        for l in range(self.n_layers + 1):
+            state = self.node(l, source).state_dict()
+            for i in range(self.n_tasks):
+                if i != source:
+                    self.node(l, i).load_state_dict(state)
+
+    def forward_shared(self, x: torch.Tensor, stream: int = 0) -> list[torch.Tensor]:
+        """Hard-shared multi-task network: stream `stream`'s stem and blocks feed every head."""
+        for l in range(self.n_layers + 1):
+            x = self.node(l, stream)(x)
+        return [head(x) for head in self.heads]
 
     def node_bn_layout(self) -> list[tuple[Node, list[tuple[str, int]]]]:
         """Every node with its BatchNorm (name, channels): what the weight hypernet predicts."""

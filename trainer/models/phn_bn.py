@@ -26,6 +26,15 @@ class PHNBN(nn.Module):
         layout += [((len(self.trunk), j), bn_names(h)) for j, h in enumerate(self.heads)]
         self.hypernet = WeightHypernet(layout, len(tasks), embed_dim, hidden, use_cost=False)
 
+    def init_from(self, anchor, stream: int = 0) -> None:
+        """Starts from a hard-shared anchor (the pretrain stage): trunk = stream
+        `stream`'s stem and blocks, heads = the anchor's heads. PHN-BN and our
+        model then start from the same network, so the comparison is fair."""
+        for l, module in enumerate(self.trunk):
+            module.load_state_dict(anchor.node(l, stream).state_dict())
+        for head, source in zip(self.heads, anchor.heads):
+            head.load_state_dict(source.state_dict())
+
     def network_modules(self) -> list[nn.Module]:
         """What runs at inference (the hypernet only runs when r changes)."""
         return [*self.trunk, *self.heads]

@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from trainer.evaluate import hypervolume, simplex_points, uniformity
+from trainer.evaluate import donor_tree, hypervolume, simplex_points, uniformity
+from trainer.tree import identity_tree, path
 
 
 def test_uniformity_is_one_when_weighted_losses_are_equal():
@@ -36,6 +37,14 @@ def test_simplex_points_are_on_the_simplex_and_seeded():
     assert np.array_equal(p, simplex_points(3, 50, seed=1))
 
 
+@pytest.mark.parametrize("depth", [1, 2, 4])
+def test_donor_tree_runs_the_donor_for_the_first_depth_layers(depth):
+    tree = donor_tree(4, 3, task=1, donor=2, depth=depth)
+    assert path(tree, 1) == [2] * depth + [1] * (5 - depth)
+    for other in (0, 2):  # the other tasks keep their own streams
+        assert path(tree, other) == path(identity_tree(4, 3), other)
+
+
 @pytest.mark.slow
 def test_evaluate_tiny_run_writes_complete_table(tiny_run):
     from trainer.evaluate import evaluate
@@ -55,6 +64,12 @@ def test_evaluate_tiny_run_writes_complete_table(tiny_run):
     assert rows["Ours, c=0.0"]["params"] == rows["Ours w/o adaptation, c=0.0"]["params"]
     assert rows["Ours, c=0.0"]["control_params"] > rows["Ours w/o adaptation, c=0.0"]["control_params"]
     assert len(saved["one_hot"]) == 6
-    assert [g["met"] in (True, False) for g in saved["goals"]] == [True] * 3
+    assert [g["met"] in (True, False) for g in saved["goals"]] == [True] * 5
     for o in saved["one_hot"]:
         assert o["streams_per_layer"][-1] == 3 and len(o["tree"]) == 4
+        k = ["semseg", "depth", "normals"].index(o["task"])
+        assert o["own_trunk"] == (o["streams_per_layer"][:-1] == [1] * 4 and path(o["tree"], k) == [k] * 5)
+    # Sharing cost: task x donor x depth, 1 on the diagonal, positive elsewhere.
+    cost = np.array(saved["sharing_cost"])
+    assert cost.shape == (3, 3, 4) and np.all(cost[np.arange(3), np.arange(3)] == 1) and np.all(cost > 0)
+    assert "Sharing cost" in (tiny_run / "eval.md").read_text()

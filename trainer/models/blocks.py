@@ -99,6 +99,10 @@ def _mbv2(stem: int, settings: list[tuple[int, int, int, int]], stem_stride=1) -
 BACKBONES: dict[str, BackboneSpec] = {
     # CPU-sized streams for 32-48 px scenes: 4 (or 6) branching layers, output stride 4.
     "tiny-resnet": _resnet(16, [(16, 1, 1), (24, 1, 2), (32, 1, 1), (32, 1, 1)], stem_stride=2),
+    # 5 branching layers whose last block narrows to 16 channels: the part every task
+    # keeps for itself (node (L, j) feeds head j) is small, so a tree can shrink to
+    # about half the anchor, as ResNet-34 trees do in the paper (c = 1: 0.845x).
+    "tiny-resnet5": _resnet(16, [(16, 1, 1), (32, 1, 2), (32, 2, 1), (16, 1, 1)], stem_stride=2),
     "tiny-resnet6": _resnet(16, [(16, 2, 1), (24, 2, 2), (32, 2, 1)], stem_stride=2),
     "tiny-mbv2": _mbv2(16, [(1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 1, 1)], stem_stride=2),
     # The paper's backbones (ImageNet-style strides; 16 and 17 branching layers).

@@ -229,11 +229,29 @@ def run_stream(args) -> dict:
         out.close()
         rt.close()
     return {"bundle": str(args.bundle), "source": args.source, "backend": rt.backend,
+            "segments": segments(per_frame, rt.manifest),
             "backend_reason": rt.backend_reason, "interrupted": interrupted, "frames": len(per_frame),
             "processed": len(per_frame), "live": live is not None,
             "produced": live.produced if live else len(per_frame), "dropped": live.dropped if live else 0,
             "video": args.out, "video_frames": out.written, "swaps": swaps, "summary": rt.stats(),
             "per_frame": per_frame}
+
+
+def segments(per_frame: list[dict], manifest) -> list[dict]:
+    """Consecutive frames on one grid point, with that sub-network's params/FLOPs
+    (share of the full anchor) and engine p50: what a schedule's switches bought."""
+    out, full = [], manifest.full_net
+    for f in per_frame:
+        if not out or out[-1]["point"] != f["point"]:
+            sig, entry = manifest.signatures[f["signature"]], manifest.entry(f["point"])
+            out.append({"first": f["frame"], "point": f["point"], "r": list(entry.r), "c": entry.c,
+                        "signature": f["signature"],
+                        "params": sig.params / full["params"], "flops": sig.flops / full["flops"], "ms": []})
+        out[-1]["last"] = f["frame"]
+        out[-1]["ms"].append(f["engine_ms"])
+    for seg in out:
+        seg["engine_p50_ms"] = float(np.percentile(seg.pop("ms"), 50))
+    return out
 
 
 # -- bench / calibrate -------------------------------------------------------------------
@@ -306,6 +324,14 @@ def _print_run(result: dict) -> None:
     for row in rows:
         t.add_row(*row)
     Console().print(t)
+    seg = Table(title="Sub-network per stretch of frames (params / FLOPs as a share of the full anchor)")
+    for col in ("frames", "r", "c", "signature", "params", "FLOPs", "engine p50 ms"):
+        seg.add_column(col)
+    for g in result["segments"]:
+        seg.add_row(f"{g['first']}-{g['last']}", " ".join(f"{v:.2f}" for v in g["r"]), f"{g['c']:.2f}",
+                    g["signature"][:8], f"{g['params']:.2f}x",
+                    f"{g['flops']:.2f}x", f"{g['engine_p50_ms']:.3f}")
+    Console().print(seg)
 
 
 def main(argv: list[str] | None = None) -> int:

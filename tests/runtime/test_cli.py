@@ -45,6 +45,11 @@ def test_headless_run_swaps_exactly_at_scheduled_frames(bundle, tmp_path, capsys
     assert s["per_frame"][22]["point"] == pts[0].name and s["per_frame"][26]["point"] == pts[2].name
     for e, f in zip(pts[1:], (4, 8, 12, 16)):  # the frame at a switch already runs the new point
         assert s["per_frame"][f]["point"] == e.name and s["per_frame"][f - 1]["point"] != e.name
+    # One segment per stretch on one point, priced from the manifest.
+    seg = s["segments"]
+    assert [(g["first"], g["last"]) for g in seg][:2] == [(0, 3), (4, 7)] and seg[-1]["last"] == 29
+    sig = m.signatures[seg[1]["signature"]]
+    assert seg[1]["point"] == pts[1].name and seg[1]["params"] == sig.params / m.full_net["params"]
     cap = cv2.VideoCapture(str(out))
     n = 0
     while cap.read()[0]:

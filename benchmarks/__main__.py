@@ -1,4 +1,4 @@
-"""`python -m benchmarks {all,latency,resolution,swaps,camera,compile,control}`: results go to
+"""`python -m benchmarks {all,latency,resolution,swaps,camera,compile,control,ablations}`: results go to
 benchmarks/results/<device>/ as JSON + Markdown + plots, plus a summary."""
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ def _parser() -> argparse.ArgumentParser:
                         ("swaps", "P4/P6: swaps, rebinds, resolution, runtime overhead"),
                         ("camera", "camera-loop simulation with a budget schedule"),
                         ("compile", "P5: build time vs grid size, cold and warm"),
-                        ("control", "paper tables and figures 5/7, latency over the simplex")):
+                        ("control", "paper tables and figures 5/7, latency over the simplex"),
+                        ("ablations", "Table 6 ablations and the Fig. 8 tau sweep (retrains the hypernets; "
+                                      "not part of all)")):
         s = sub.add_parser(name, help=help_)
         s.add_argument("--bundle", help="compiled bundle (latency, swaps, camera, control)")
         s.add_argument("--run", help="trainer run directory (compile, control)")
@@ -28,11 +30,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    from benchmarks import camera, compile, control, latency, resolution, summary, swaps
+    from benchmarks import ablations, camera, compile, control, latency, resolution, summary, swaps
     out = Path(args.out) if args.out else None
     q = args.quick
     need = {"latency": ["bundle"], "resolution": ["bundle"], "swaps": ["bundle"], "camera": ["bundle"],
-            "compile": ["run"], "control": ["run"], "all": ["bundle", "run"]}[args.cmd]
+            "compile": ["run"], "control": ["run"], "ablations": ["run"], "all": ["bundle", "run"]}[args.cmd]
     missing = [f"--{k}" for k in need if getattr(args, k) is None]
     if missing:
         print(f"benchmarks {args.cmd}: missing {' and '.join(missing)}", file=sys.stderr)
@@ -45,8 +47,9 @@ def main(argv=None) -> int:
         "camera": lambda: camera.main(args.bundle, 30.0, 120 if q else 300, out=out),
         "compile": lambda: compile.main(f"{args.run}/model.ckpt", (21, 66) if q else (21, 66, 198), out=out),
         "control": lambda: control.main(args.run, args.bundle, quick=q, out=out),
+        "ablations": lambda: ablations.main(args.run, quick=q, out=out),
     }
-    for name in (steps if args.cmd == "all" else [args.cmd]):
+    for name in ([s for s in steps if s != "ablations"] if args.cmd == "all" else [args.cmd]):
         steps[name]()
     if args.cmd == "all":
         print(f"wrote {summary.main(out)}")

@@ -101,7 +101,21 @@ def simplex_latency(bundle: str) -> dict | None:
         return None
     table = json.loads(tables[0].read_text())["signatures"]
     pts = [{"r": list(e.r), "c": e.c, "p50": table[e.signature]["p50"], "signature": e.signature} for e in m.grid]
-    return {"table": tables[0].name, "points": pts}
+    return {"table": tables[0].name, "points": pts, "cost_ratio": cost_latency_ratios(pts)}
+
+
+def cost_latency_ratios(points: list[dict]) -> dict | None:
+    """Per task preference r on the grid: calibrated p50 at c = 1 over p50 at c = 0
+    (what the cost preference buys on this device), and the share of r at or below 0.85."""
+    by_r = {}
+    for p in points:
+        by_r.setdefault(tuple(round(v, 6) for v in p["r"]), {})[p["c"]] = p["p50"]
+    ratios = [v[1.0] / v[0.0] for v in by_r.values() if 0.0 in v and 1.0 in v]
+    if not ratios:
+        return None
+    q = np.percentile(ratios, [0, 10, 50, 90, 100])
+    return {"n": len(ratios), "min": q[0], "p10": q[1], "median": q[2], "p90": q[3], "max": q[4],
+            "share_at_most_0.85": float(np.mean(np.array(ratios) <= 0.85)), "ratios": ratios}
 
 
 def plots(res: dict, d: Path) -> list[str]:
@@ -178,6 +192,11 @@ def markdown(res: dict) -> str:
     if res.get("latency"):
         lines += ["", f"Measured latency over the grid from `{res['latency']['table']}`: see "
                   "latency_over_simplex.png."]
+        q = res["latency"].get("cost_ratio")
+        if q:
+            lines += ["", "Calibrated p50 at c = 1 over c = 0 for the same r "
+                      f"({q['n']} task preferences): min {q['min']:.2f}, p10 {q['p10']:.2f}, median {q['median']:.2f}, "
+                      f"p90 {q['p90']:.2f}, max {q['max']:.2f}; at or below 0.85 for {q['share_at_most_0.85']:.0%} of r."]
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,141 @@
+"""The paper's Table 6 ablations and Figure 8's tau sweep, on a finished run.
+
+Each variant changes only the edge hypernet's objective, so it reuses the run's
+pretrain / single / scaling / affinity / PHN-BN stages (hard links into
+RUN-ablations/<variant>/stages, beside the run) and retrains the edge and weight hypernets with the
+variant's `--set` overrides, through the same `trainer.train.fit`. Then, for
+c in `C_GRID`, the adapted model ("ours") is scored on the test split: HV,
+uniformity and mean inference params over the eval preferences.
+
+Variants (Table 6): the run's own recipe, without the inactive loss, without the
+layer weighting (L - l) / L, without the task affinity, without the task
+dichotomy (all tasks active), and the paper's regulariser alone (no cost term,
+our extension). Figure 8: tau in TAUS.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import machine, write
+
+ABLATIONS = {
+    "ours": [],
+    "no inactive loss": ["method.lambda_inactive=0.0"],
+    "no layer weighting": ["method.layer_weighting=false"],
+    "no task affinity": ["method.use_affinity=false"],
+    "no task dichotomy": ["method.task_split=false"],
+    "paper regulariser (no cost term)": ["method.lambda_cost=0.0"],
+}
+TAUS = (0.1, 0.2, 0.3, 0.5)
+C_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+REUSED = ("pretrain", "single", "scaling", "affinity", "phn_bn")
+
+
+def variant_run(base: Path, root: Path, name: str, overrides: list[str], steps: list[str]) -> Path:
+    """Trains (or resumes) one variant in root/<slug>, sharing the base run's frozen stages."""
+    from trainer.config import load_config
+    from trainer.train import fit
+    out = root / name.replace(" ", "-").replace("(", "").replace(")", "")
+    (out / "stages").mkdir(parents=True, exist_ok=True)
+    for stage in REUSED:
+        src, dst = base / "stages" / f"{stage}.pt", out / "stages" / f"{stage}.pt"
+        if src.is_file() and not dst.exists():
+            _link_or_copy(src, dst)
+    cfg = load_config(str(base / "config.yaml"), [*overrides, *steps])
+    if not (out / "model.ckpt").is_file():
+        fit(cfg, out)
+    return out
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another filesystem
+        shutil.copy2(src, dst)
+
+
+def score_over_c(run: Path, c_grid=C_GRID) -> dict:
+    """HV, uniformity and mean params share of the adapted model at each c."""
+    import torch
+
+    from trainer.checkpoint import load_checkpoint
+    from trainer.evaluate import Evaluator, hypervolume, simplex_points, uniformity
+    cfg, models, payload = load_checkpoint(run / "model.ckpt")
+    ev = Evaluator(cfg, models, payload, cfg.eval.split)
+    prefs = simplex_points(ev.n, cfg.eval.n_prefs, cfg.eval.seed)
+    cost_prefs = simplex_points(ev.n, 300, cfg.eval.seed + 1)
+    ref = np.full(ev.n, cfg.eval.hv_ref)
+    out = {"c": list(c_grid), "hv": [], "uniformity": [], "param_share": []}
+    for c in c_grid:
+        losses = []
+        for r in prefs:
+            rt = torch.tensor(r, dtype=torch.float32)
+            tree, deltas = models.edge.tree(rt, c), models.weight(rt, c)
+            losses.append(ev.score(lambda x: ev.anchor.forward_tree(x, tree, deltas))[0])
+        shares = [ev.tree_cost(models.edge.tree(torch.tensor(r, dtype=torch.float32), c))[0] / ev.full_params
+                  for r in cost_prefs]
+        out["hv"].append(hypervolume(np.array(losses), ref))
+        out["uniformity"].append(float(np.mean([uniformity(lo, r) for lo, r in zip(losses, prefs)])))
+        out["param_share"].append(float(np.mean(shares)))
+    return out
+
+
+def main(run: str, quick: bool = False, out: Path | None = None) -> dict:
+    base = Path(run)
+    if not (base / "model.ckpt").is_file():
+        raise SystemExit(f"benchmarks ablations: {base}/model.ckpt does not exist (train the run first)")
+    root = base.parent / f"{base.name}-ablations"  # variant runs beside the base run, not in results/
+    from trainer.config import load_config
+    cfg = load_config(str(base / "config.yaml"))
+    # --quick: a third of the edge and weight steps (the temperature schedule scales with them).
+    steps = [f"train.edge.steps={max(30, cfg.train.edge.steps // 3)}",
+             f"train.weight.steps={max(30, cfg.train.weight.steps // 3)}"] if quick else []
+    variants = dict(ABLATIONS)
+    variants.update({f"tau={t}": [f"method.tau={t}"] for t in TAUS})
+    result = {"machine": machine(), "run": str(base), "quick": quick, "steps": steps, "variants": {}}
+    for name, overrides in variants.items():
+        print(f"ablations: {name}")
+        vrun = variant_run(base, root, name, overrides, steps)
+        result["variants"][name] = {"overrides": overrides, **score_over_c(vrun)}
+    d = write("ablations", result, markdown(result), out)
+    plot(result, d / "fig8_tau_sweep.png")
+    return result
+
+
+def markdown(res: dict) -> str:
+    lines = ["# Table 6 ablations and Figure 8 tau sweep", "",
+             f"Run `{res['run']}`; each variant retrains the edge and weight hypernets "
+             f"({'quick: ' + ', '.join(res['steps']) if res['quick'] else 'the run’s own step counts'}).", "",
+             "| variant | HV c=0 | HV c=1 | Unif. c=0 | Unif. c=1 | params share c=0 | params share c=1 |",
+             "|---|---|---|---|---|---|---|"]
+    for name, v in res["variants"].items():
+        lines.append(f"| {name} | {v['hv'][0]:.4f} | {v['hv'][-1]:.4f} | {v['uniformity'][0]:.3f} | "
+                     f"{v['uniformity'][-1]:.3f} | {v['param_share'][0]:.3f} | {v['param_share'][-1]:.3f} |")
+    lines += ["", "HV against c (Figure 8):", "", "| tau | " + " | ".join(f"c={c}" for c in C_GRID) + " |",
+              "|---|" + "---|" * len(C_GRID)]
+    for name, v in res["variants"].items():
+        if name.startswith("tau="):
+            lines.append(f"| {name[4:]} | " + " | ".join(f"{h:.4f}" for h in v["hv"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(res: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for name, v in res["variants"].items():
+        if name.startswith("tau="):
+            axes[0].plot(v["c"], v["hv"], marker="o", label=name)
+            axes[1].plot(v["c"], v["param_share"], marker="o", label=name)
+    axes[0].set(xlabel="c", ylabel="hypervolume", title="HV vs c (Fig. 8)")
+    axes[1].set(xlabel="c", ylabel="mean params share", title="inference params vs c")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

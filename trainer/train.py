@@ -97,7 +97,7 @@ class LossScale(nn.Module):
     pretrain stage at all: the paper's streams all start from one ImageNet
     backbone, so a child reading another stream's node gets features it can use;
     streams trained from one random init drift apart and every cross-stream
-    edge costs 1.2-6x the task's own loss (README, "Pretraining").
+    edge costs 1.2-6x the task's own loss (README, "Edge hypernet training").
     """
 
     def __init__(self, n_tasks: int, momentum: float = 0.99):
@@ -176,30 +176,52 @@ def train_stage(run: RunDir, name: str, module: torch.nn.Module, stage: StageCon
     with partial checkpoints every cfg.train.checkpoint_every steps and on Ctrl-C."""
     params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=stage.lr, weight_decay=stage.weight_decay)
-    start = _resume(run.partial(name), module, opt)
+    completed, before = _resume(run.partial(name), module, opt), None
     state = lambda s: {"step": s, "module": module.state_dict(), "opt": opt.state_dict(),  # noqa: E731
                        "torch_rng": torch.get_rng_state()}
-    step = start
     with _progress() as bar:
-        task = bar.add_task(name, total=stage.steps, completed=start, info="")
+        task = bar.add_task(name, total=stage.steps, completed=completed, info="")
         try:
-            for step in range(start, stage.steps):
+            for step in range(completed, stage.steps):
+                before = _StepStart(module)
                 for g in opt.param_groups:
                     g["lr"] = get_lr(step, stage)
                 loss, logs = step_fn(step)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                completed, before = step + 1, None
                 if step % 25 == 0 or step == stage.steps - 1:
                     run.log({"stage": name, "step": step, "loss": loss.item(), **logs})
                     bar.update(task, info=f"loss {loss.item():.4f}")
-                if (step + 1) % cfg.train.checkpoint_every == 0:
-                    atomic_torch_save(state(step + 1), run.partial(name))
-                bar.update(task, completed=step + 1)
+                if completed % cfg.train.checkpoint_every == 0:
+                    atomic_torch_save(state(completed), run.partial(name))
+                bar.update(task, completed=completed)
         except KeyboardInterrupt:
-            atomic_torch_save(state(step), run.partial(name))
+            if before is not None:
+                before.restore()
+            atomic_torch_save(state(completed), run.partial(name))
             raise
     run.partial(name).unlink(missing_ok=True)
+
+
+class _StepStart:
+    """Buffers and torch RNG state at the start of a step. A step cut off before
+    opt.step() has already moved BN running statistics (and loss running means)
+    and drawn random numbers; restoring them makes the Ctrl-C checkpoint the
+    state after the last whole step, so a resumed stage ends where an
+    uninterrupted one does (parameters and optimiser only change in opt.step())."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.module = module
+        self.buffers = {k: b.detach().clone() for k, b in module.named_buffers()}
+        self.rng = torch.get_rng_state()
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for k, b in self.module.named_buffers():
+                b.copy_(self.buffers[k])
+        torch.set_rng_state(self.rng)
 
 
 def _resume(path: Path, module, opt) -> int:
@@ -314,7 +336,8 @@ class Fit:
         def objective(r, c, x, ys, temp):
             """(surrogate for the task term [+ cost term], Omega, logs) of one preference."""
             logits = edge(r, c)
-            nus = [F.gumbel_softmax(lg, tau=temp, hard=m.gumbel_hard, dim=-1) for lg in logits]
+            if m.edge_gradient != "exact":
+                nus = [F.gumbel_softmax(lg, tau=temp, hard=m.gumbel_hard, dim=-1) for lg in logits]
             if m.edge_gradient == "exact":
                 # Expectations, not samples, for every term: the distance between two
                 # Gumbel samples is > 0 even when their distributions agree, so Omega on

@@ -50,6 +50,46 @@ def test_interrupted_fit_resumes_to_the_same_model(tmp_path, monkeypatch):
             torch.testing.assert_close(a[key][name], b[key][name], msg=f"{key}.{name}")
 
 
+@pytest.mark.slow
+def test_fit_interrupted_in_pretrain_resumes_to_the_same_model(tmp_path, monkeypatch):
+    straight = tmp_path / "straight"
+    train.fit(_cfg(), straight)
+    calls = {"n": 0}
+    real = train.LossScale.forward
+
+    def interrupt_once(self, losses):
+        calls["n"] += 1
+        if calls["n"] == 6:  # pretrain step 5: after the partial checkpoint at 4 (running means included)
+            raise KeyboardInterrupt
+        return real(self, losses)
+
+    resumed = tmp_path / "resumed"
+    monkeypatch.setattr(train.LossScale, "forward", interrupt_once)
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(_cfg(), resumed)
+    assert (resumed / "stages" / "pretrain.partial.pt").is_file()
+    monkeypatch.setattr(train.LossScale, "forward", real)
+    train.fit(_cfg(), resumed)
+    a = torch.load(straight / "model.ckpt", weights_only=True)["states"]
+    b = torch.load(resumed / "model.ckpt", weights_only=True)["states"]
+    for key in a:
+        for name in a[key]:
+            torch.testing.assert_close(a[key][name], b[key][name], msg=f"{key}.{name}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gradient", ["relaxed", "reinforce"])
+def test_sampled_edge_gradients_train_with_the_paper_terms_and_the_cost_term(tmp_path, gradient):
+    from trainer.config import load_config
+    cfg = load_config("tiny", [f"method.edge_gradient={gradient}", "method.lambda_active=1.0",
+                               "method.lambda_inactive=0.1", "train.weight.steps=1", "train.phn_bn.steps=1"])
+    train.fit(cfg, tmp_path / "run")
+    logs = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    edge = [rec for rec in logs if rec["stage"] == "edge"]
+    assert edge and all({"task", "omega", "active", "inactive", "cost"} <= set(rec) for rec in edge)
+    assert not (tmp_path / "run" / "stages" / "paths.pt").exists()  # only the exact objective needs the table
+
+
 def _cfg():
     from trainer.config import load_config
     return load_config("tiny")

@@ -1,46 +1,53 @@
 """The paper's Table 6 ablations and Figure 8's tau sweep, on a finished run.
 
 Each variant changes only the edge hypernet's objective, so it reuses the run's
-pretrain / single / scaling / affinity / PHN-BN stages (hard links into
+pretrain / single / scaling / affinity / path-table / PHN-BN stages (hard links into
 RUN-ablations/<variant>/stages, beside the run) and retrains the edge and weight hypernets with the
 variant's `--set` overrides, through the same `trainer.train.fit`. Then, for
 c in `C_GRID`, the adapted model ("ours") is scored on the test split: HV,
 uniformity and mean inference params over the eval preferences.
 
-Variants (Table 6): the run's own recipe, without the inactive loss, without the
-layer weighting (L - l) / L, without the task affinity, without the task
-dichotomy (all tasks active), and the paper's regulariser alone (no cost term,
-our extension). Figure 8: tau in TAUS.
+Variants (Table 6): the shipped recipe has no active or inactive loss (lambda_A =
+lambda_I = 0, the cost term alone), so the paper's ablations would change nothing
+there; they are run on PAPER_OMEGA (the paper's regulariser, lambda_A 1 /
+lambda_I 0.1, plus the cost term): without the inactive loss, without the layer
+weighting (L - l) / L, without the task affinity, without the task dichotomy (all
+tasks active), and without the cost term (the paper's regulariser alone).
+Figure 8: PAPER_OMEGA at tau in TAUS (its default tau = 0.6 / N is the base row).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.common import machine, write
 
+PAPER_OMEGA = ["method.lambda_active=1.0", "method.lambda_inactive=0.1"]
 ABLATIONS = {
-    "ours": [],
-    "no inactive loss": ["method.lambda_inactive=0.0"],
-    "no layer weighting": ["method.layer_weighting=false"],
-    "no task affinity": ["method.use_affinity=false"],
-    "no task dichotomy": ["method.task_split=false"],
-    "paper regulariser (no cost term)": ["method.lambda_cost=0.0"],
+    "ours (shipped recipe)": [],
+    "paper Omega + cost": PAPER_OMEGA,
+    "paper Omega + cost, no inactive loss": [*PAPER_OMEGA, "method.lambda_inactive=0.0"],
+    "paper Omega + cost, no layer weighting": [*PAPER_OMEGA, "method.layer_weighting=false"],
+    "paper Omega + cost, no task affinity": [*PAPER_OMEGA, "method.use_affinity=false"],
+    "paper Omega + cost, no task dichotomy": [*PAPER_OMEGA, "method.task_split=false"],
+    "paper Omega alone (no cost term)": [*PAPER_OMEGA, "method.lambda_cost=0.0"],
 }
-TAUS = (0.1, 0.2, 0.3, 0.5)
+TAUS = (0.1, 0.3, 0.5)
 C_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
-REUSED = ("pretrain", "single", "scaling", "affinity", "phn_bn")
+REUSED = ("pretrain", "single", "scaling", "affinity", "paths", "phn_bn")  # frozen: the hypernets never change them
 
 
 def variant_run(base: Path, root: Path, name: str, overrides: list[str], steps: list[str]) -> Path:
     """Trains (or resumes) one variant in root/<slug>, sharing the base run's frozen stages."""
     from trainer.config import load_config
     from trainer.train import fit
-    out = root / name.replace(" ", "-").replace("(", "").replace(")", "")
+    out = root / re.sub(r"[^a-z0-9.]+", "-", name.lower()).strip("-")
     (out / "stages").mkdir(parents=True, exist_ok=True)
     for stage in REUSED:
         src, dst = base / "stages" / f"{stage}.pt", out / "stages" / f"{stage}.pt"
@@ -88,15 +95,16 @@ def score_over_c(run: Path, c_grid=C_GRID) -> dict:
 def main(run: str, quick: bool = False, out: Path | None = None) -> dict:
     base = Path(run)
     if not (base / "model.ckpt").is_file():
-        raise SystemExit(f"benchmarks ablations: {base}/model.ckpt does not exist (train the run first)")
+        print(f"benchmarks ablations: {base}/model.ckpt does not exist (run trainer fit first)", file=sys.stderr)
+        raise SystemExit(2)
     root = base.parent / f"{base.name}-ablations"  # variant runs beside the base run, not in results/
     from trainer.config import load_config
     cfg = load_config(str(base / "config.yaml"))
     # --quick: a third of the edge and weight steps (the temperature schedule scales with them).
-    steps = [f"train.edge.steps={max(30, cfg.train.edge.steps // 3)}",
-             f"train.weight.steps={max(30, cfg.train.weight.steps // 3)}"] if quick else []
+    steps = [f"train.edge.steps={max(1, cfg.train.edge.steps // 3)}",
+             f"train.weight.steps={max(1, cfg.train.weight.steps // 3)}"] if quick else []
     variants = dict(ABLATIONS)
-    variants.update({f"tau={t}": [f"method.tau={t}"] for t in TAUS})
+    variants.update({f"tau={t}": [*PAPER_OMEGA, f"method.tau={t}"] for t in TAUS})
     result = {"machine": machine(), "run": str(base), "quick": quick, "steps": steps, "variants": {}}
     for name, overrides in variants.items():
         print(f"ablations: {name}")
@@ -118,10 +126,16 @@ def markdown(res: dict) -> str:
                      f"{v['uniformity'][-1]:.3f} | {v['param_share'][0]:.3f} | {v['param_share'][-1]:.3f} |")
     lines += ["", "HV against c (Figure 8):", "", "| tau | " + " | ".join(f"c={c}" for c in C_GRID) + " |",
               "|---|" + "---|" * len(C_GRID)]
-    for name, v in res["variants"].items():
-        if name.startswith("tau="):
-            lines.append(f"| {name[4:]} | " + " | ".join(f"{h:.4f}" for h in v["hv"]) + " |")
+    for name, v in _tau_rows(res):
+        lines.append(f"| {name} | " + " | ".join(f"{h:.4f}" for h in v["hv"]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _tau_rows(res: dict):
+    """(tau label, variant) for Figure 8: the PAPER_OMEGA base (default tau) and the sweep."""
+    rows = [(name[4:], v) for name, v in res["variants"].items() if name.startswith("tau=")]
+    base = res["variants"].get("paper Omega + cost")
+    return ([("0.6/N (default)", base)] if base else []) + rows
 
 
 def plot(res: dict, path: Path) -> None:
@@ -129,10 +143,9 @@ def plot(res: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for name, v in res["variants"].items():
-        if name.startswith("tau="):
-            axes[0].plot(v["c"], v["hv"], marker="o", label=name)
-            axes[1].plot(v["c"], v["param_share"], marker="o", label=name)
+    for name, v in _tau_rows(res):
+        axes[0].plot(v["c"], v["hv"], marker="o", label=f"tau={name}")
+        axes[1].plot(v["c"], v["param_share"], marker="o", label=f"tau={name}")
     axes[0].set(xlabel="c", ylabel="hypervolume", title="HV vs c (Fig. 8)")
     axes[1].set(xlabel="c", ylabel="mean params share", title="inference params vs c")
     axes[0].legend(fontsize=8)

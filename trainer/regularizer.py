@@ -85,17 +85,16 @@ def expected_cost(nus, node_cost: torch.Tensor) -> torch.Tensor:
 
 
 def branching_regularizer(nus, r: torch.Tensor, c: float, affinity: torch.Tensor,
-                          cfg: RegularizerConfig, node_cost: torch.Tensor | None = None,
-                          cost_probs=None) -> tuple[torch.Tensor, dict]:
+                          cfg: RegularizerConfig, node_cost: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Omega(r, c, alpha) = c * lambda_A * L_active + lambda_I * L_inactive
-    (+ c * lambda_cost * expected_cost when lambda_cost > 0 and node costs are given;
-    the expectation is over `cost_probs`, the parent distributions, if given, else
-    over the Gumbel samples `nus`).
+    (+ c * lambda_cost * expected_cost when lambda_cost > 0 and node costs are given).
+    `nus` are Gumbel samples (the paper) or the parent distributions themselves
+    (the exact objective).
 
     Why the extra term: the active loss only asks similar active tasks to pick the
     same parents, weighted by affinity; when sharing costs the task loss little,
     nothing in the paper's Omega says that a smaller tree is worth anything, and
-    c then changes nothing (README, "Cost control"). The cost term prices the
+    c then changes nothing (README, "Edge hypernet training"). The cost term prices the
     used nodes directly, so c trades task loss against parameters."""
     mask = active_tasks(r, cfg.tau) if cfg.task_split else torch.ones_like(r, dtype=torch.bool)
     la = active_loss(nus, mask, affinity, cfg)
@@ -103,7 +102,7 @@ def branching_regularizer(nus, r: torch.Tensor, c: float, affinity: torch.Tensor
     omega = c * cfg.lambda_active * la + cfg.lambda_inactive * li
     parts = {"active": la.item(), "inactive": li.item()}
     if cfg.lambda_cost > 0 and node_cost is not None:
-        cost = expected_cost(nus if cost_probs is None else cost_probs, node_cost)
+        cost = expected_cost(nus, node_cost)
         omega = omega + c * cfg.lambda_cost * cost
         parts["cost"] = cost.item()
     return omega, parts

@@ -101,6 +101,15 @@ def test_inactive_loss_pulls_inactive_rows_to_nearest_active():
     assert nus[0].grad[2].abs().sum() > 0
 
 
+def test_graded_inactive_pull_fades_at_the_threshold():
+    nus = [torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])]
+    r, aff = torch.tensor([0.8, 0.15, 0.05]), torch.ones(3, 3)  # tau 0.2: tasks 1 and 2 inactive
+    plain = branching_regularizer(nus, r, 0.0, aff, RegularizerConfig(tau=0.2))[1]["inactive"]
+    graded = branching_regularizer(nus, r, 0.0, aff, RegularizerConfig(tau=0.2, graded_inactive=True))[1]["inactive"]
+    assert plain == pytest.approx(4.0)  # each inactive row is 2 away from the active one
+    assert graded == pytest.approx(2 * (0.05 / 0.2) + 2 * (0.15 / 0.2))
+
+
 def test_omega_active_term_scales_with_cost_preference():
     nus = random_nus(2, 3, seed=3)
     r = torch.tensor([0.4, 0.4, 0.2])

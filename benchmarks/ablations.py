@@ -7,13 +7,14 @@ variant's `--set` overrides, through the same `trainer.train.fit`. Then, for
 c in `C_GRID`, the adapted model ("ours") is scored on the test split: HV,
 uniformity and mean inference params over the eval preferences.
 
-Variants (Table 6): the shipped recipe has no active or inactive loss (lambda_A =
-lambda_I = 0, the cost term alone), so the paper's ablations would change nothing
-there; they are run on PAPER_OMEGA (the paper's regulariser, lambda_A 1 /
-lambda_I 0.1, plus the cost term): without the inactive loss, without the layer
-weighting (L - l) / L, without the task affinity, without the task dichotomy (all
-tasks active), and without the cost term (the paper's regulariser alone).
-Figure 8: PAPER_OMEGA at tau in TAUS (its default tau = 0.6 / N is the base row).
+Variants (Table 6, on the shipped recipe: exact task term, graded inactive loss,
+cost term, edge preferences from Dirichlet(1); no active loss): without the
+inactive loss; the paper's ungraded inactive loss; edge preferences from the
+paper's Dirichlet(0.2); without the cost term; with the paper's active loss
+(lambda_A = 1), and on that row without the layer weighting (L - l) / L, without
+the task affinity, and without the task dichotomy (all tasks active); and the
+paper's Omega alone (lambda_A 1, lambda_I 0.1, no cost term, no grading).
+Figure 8: the shipped recipe at tau in TAUS (its tau = 0.6 / N is the base row).
 """
 
 from __future__ import annotations
@@ -28,15 +29,19 @@ import numpy as np
 
 from benchmarks.common import machine, write
 
-PAPER_OMEGA = ["method.lambda_active=1.0", "method.lambda_inactive=0.1"]
+ACTIVE = ["method.lambda_active=1.0"]
 ABLATIONS = {
     "ours (shipped recipe)": [],
-    "paper Omega + cost": PAPER_OMEGA,
-    "paper Omega + cost, no inactive loss": [*PAPER_OMEGA, "method.lambda_inactive=0.0"],
-    "paper Omega + cost, no layer weighting": [*PAPER_OMEGA, "method.layer_weighting=false"],
-    "paper Omega + cost, no task affinity": [*PAPER_OMEGA, "method.use_affinity=false"],
-    "paper Omega + cost, no task dichotomy": [*PAPER_OMEGA, "method.task_split=false"],
-    "paper Omega alone (no cost term)": [*PAPER_OMEGA, "method.lambda_cost=0.0"],
+    "no inactive loss": ["method.lambda_inactive=0.0"],
+    "ungraded inactive loss (paper)": ["method.graded_inactive=false"],
+    "edge preferences Dirichlet(0.2) (paper)": ["method.edge_dirichlet=0.2"],
+    "no cost term": ["method.lambda_cost=0.0"],
+    "+ active loss (paper)": ACTIVE,
+    "+ active loss, no layer weighting": [*ACTIVE, "method.layer_weighting=false"],
+    "+ active loss, no task affinity": [*ACTIVE, "method.use_affinity=false"],
+    "+ active loss, no task dichotomy": [*ACTIVE, "method.task_split=false"],
+    "paper Omega alone": [*ACTIVE, "method.graded_inactive=false", "method.lambda_cost=0.0",
+                          "method.edge_dirichlet=0.2"],
 }
 TAUS = (0.1, 0.3, 0.5)
 C_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -104,7 +109,7 @@ def main(run: str, quick: bool = False, out: Path | None = None) -> dict:
     steps = [f"train.edge.steps={max(1, cfg.train.edge.steps // 3)}",
              f"train.weight.steps={max(1, cfg.train.weight.steps // 3)}"] if quick else []
     variants = dict(ABLATIONS)
-    variants.update({f"tau={t}": [*PAPER_OMEGA, f"method.tau={t}"] for t in TAUS})
+    variants.update({f"tau={t}": [f"method.tau={t}"] for t in TAUS})
     result = {"machine": machine(), "run": str(base), "quick": quick, "steps": steps, "variants": {}}
     for name, overrides in variants.items():
         print(f"ablations: {name}")
@@ -132,9 +137,9 @@ def markdown(res: dict) -> str:
 
 
 def _tau_rows(res: dict):
-    """(tau label, variant) for Figure 8: the PAPER_OMEGA base (default tau) and the sweep."""
+    """(tau label, variant) for Figure 8: the shipped recipe (default tau) and the sweep."""
     rows = [(name[4:], v) for name, v in res["variants"].items() if name.startswith("tau=")]
-    base = res["variants"].get("paper Omega + cost")
+    base = res["variants"].get("ours (shipped recipe)")
     return ([("0.6/N (default)", base)] if base else []) + rows
 
 

@@ -72,6 +72,11 @@ class MethodConfig:
     lambda_cost: float = 0.0
     graded_inactive: bool = False  # our extension: inactive task j weighted by (tau - r_j) / tau
     dirichlet: float = 0.2
+    # Our extension: the Dirichlet concentration of the edge stage's preferences
+    # (None: `dirichlet`). With 0.2 most draws have one active task, so the edge
+    # hypernet rarely sees the balanced preferences where c changes the best tree
+    # and does not learn to follow c (README, "Edge hypernet training").
+    edge_dirichlet: float | None = None
     prefs_per_step: int = 4  # preferences per batch (the batch is split between them)
     temp_init: float = 5.0
     temp_decay: float = 0.97
@@ -102,6 +107,10 @@ class MethodConfig:
         if self.reinforce_samples < 2 or self.prefs_per_step < 1:
             raise TrainerError("method.reinforce_samples must be >= 2 and method.prefs_per_step >= 1, "
                                f"found {self.reinforce_samples} and {self.prefs_per_step}")
+        for name in ("dirichlet", "edge_dirichlet"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise TrainerError(f"method.{name}: expected a Dirichlet concentration > 0, found {value}")
         if self.tau is not None and not 0 < self.tau <= 1:
             raise TrainerError(f"method.tau: expected a threshold in (0, 1], found {self.tau}")
 

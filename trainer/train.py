@@ -263,14 +263,15 @@ class Fit:
         seed = int(self.rng(name + "/batch", step).integers(2**62))
         return self.train.sample(torch.Generator().manual_seed(seed), stage.batch_size)
 
-    def groups(self, stage: StageConfig, step: int, name: str):
-        """Splits one batch into prefs_per_step groups, each with its own (r, c):
-        the hypernets see several preferences per update for the same compute."""
+    def groups(self, stage: StageConfig, step: int, name: str, eta: float | None = None):
+        """Splits one batch into prefs_per_step groups, each with its own (r, c)
+        (r ~ Dirichlet(eta), default method.dirichlet): the hypernets see several
+        preferences per update for the same compute."""
         x, ys = self.batch(stage, step, name)
         k = self.cfg.method.prefs_per_step
         rng = self.rng(name, step)
         for g in range(k):
-            r, c = sample_preference(rng, self.n, self.cfg.method.dirichlet)
+            r, c = sample_preference(rng, self.n, eta or self.cfg.method.dirichlet)
             sl = slice(g * len(x) // k, (g + 1) * len(x) // k)
             yield r, c, x[sl], [y[sl] for y in ys]
 
@@ -374,10 +375,12 @@ class Fit:
     def edge_groups(self, st: StageConfig, step: int) -> list:
         """The edge stage's preferences for one step: with the exact estimator no
         images are needed, so edge_prefs_per_step preferences cost little."""
-        if self.cfg.method.edge_gradient != "exact":
-            return list(self.groups(st, step, "edge"))
-        m, rng = self.cfg.method, self.rng("edge", step)
-        return [(*sample_preference(rng, self.n, m.dirichlet), None, None)
+        m = self.cfg.method
+        eta = m.edge_dirichlet or m.dirichlet
+        if m.edge_gradient != "exact":
+            return list(self.groups(st, step, "edge", eta))
+        rng = self.rng("edge", step)
+        return [(*sample_preference(rng, self.n, eta), None, None)
                 for _ in range(m.edge_prefs_per_step or m.prefs_per_step)]
 
     def path_table(self) -> torch.Tensor:

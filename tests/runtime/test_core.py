@@ -124,7 +124,7 @@ def test_exact_mode_matches_pytorch_off_the_grid(bundle, tiny_run):
         for _ in range(10):
             r, c = rng.dirichlet([1, 1, 1]), float(rng.uniform())
             sel = rt.set_preference(list(r), c, exact=True)
-            rt_r = torch.tensor(sel.entry.r, dtype=torch.float32)
+            rt_r = torch.tensor(r, dtype=torch.float32)  # the requested point, not the fallback's
             tree = runtime.canonical_tree(models.edge.tree(rt_r, c))
             if tree not in compiled:
                 assert "not compiled in this bundle" in sel.reason and sel.entry in rt.manifest.grid

@@ -34,6 +34,12 @@ def test_wrong_types_and_missing_config(tmp_path):
         load_config(str(tmp_path / "missing.yaml"))
 
 
+def test_dirichlet_concentrations_must_be_positive():
+    with pytest.raises(TrainerError, match=r"method.edge_dirichlet: expected a Dirichlet concentration > 0, found 0.0"):
+        load_config("tiny", ["method.edge_dirichlet=0.0"])
+    assert load_config("tiny", ["method.edge_dirichlet=1.0"]).method.edge_dirichlet == 1.0
+
+
 def test_wrong_task_names_are_listed():
     with pytest.raises(TrainerError, match=r"unknown task\(s\) \['deph'\]; known tasks are"):
         get_tasks(["semseg", "deph"])

@@ -117,3 +117,16 @@ def test_phn_bn_init_from_copies_the_shared_trunk_and_heads():
     phn.init_from(anchor)
     for a, b in zip(anchor.forward_shared(x), phn(x, torch.ones(3) / 3)):
         torch.testing.assert_close(a, b)  # hypernet deltas start at zero
+
+
+@pytest.mark.parametrize("gradient", ["exact", "relaxed"])
+def test_edge_stage_draws_preferences_from_its_own_dirichlet(tmp_path, gradient):
+    """edge_dirichlet applies to the edge stage only: near-uniform r there, while
+    the weight stage keeps method.dirichlet (0.2: mostly one dominant task)."""
+    from trainer.train import Fit
+    cfg = load_config("tiny", [f"method.edge_gradient={gradient}", "method.edge_dirichlet=1000.0"])
+    f = Fit(cfg, tmp_path / "run")
+    edge = [r for step in range(5) for r, *_ in f.edge_groups(cfg.train.edge, step)]
+    weight = [r for step in range(5) for r, *_ in f.groups(cfg.train.weight, step, "weight")]
+    assert max(float(r.max()) for r in edge) < 0.45
+    assert max(float(r.max()) for r in weight) > 0.8

@@ -20,56 +20,38 @@ def test_fit_then_eval_via_cli(tmp_path, capsys):
     assert "HV" in capsys.readouterr().out
 
 
+def _interrupt_on_call(owner, attr: str, n: int):
+    """Replacement for owner.attr that raises KeyboardInterrupt on its n-th call."""
+    real, calls = getattr(owner, attr), {"n": 0}
+
+    def wrapped(*args):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return real(*args)
+    return wrapped
+
+
 @pytest.mark.slow
-def test_interrupted_fit_resumes_to_the_same_model(tmp_path, monkeypatch):
+@pytest.mark.parametrize("owner, attr, n, stage", [
+    (train, "get_temperature", 5, "edge"),  # edge stage, step 4: after one partial checkpoint (every 4)
+    # pretrain step 5, in the middle of the step: the forward pass has already moved BN
+    # statistics and the loss running means past the partial checkpoint at step 4
+    (train.LossScale, "forward", 6, "pretrain"),
+])
+def test_interrupted_fit_resumes_to_the_same_model(tmp_path, monkeypatch, owner, attr, n, stage):
     straight = tmp_path / "straight"
     train.fit(_cfg(), straight)
-
-    calls = {"n": 0}
-    real = train.get_temperature
-
-    def interrupt_once(step, steps, cfg):
-        calls["n"] += 1
-        if calls["n"] == 5:  # edge stage, step 4: after one partial checkpoint (every 4)
-            raise KeyboardInterrupt
-        return real(step, steps, cfg)
-
     resumed = tmp_path / "resumed"
-    monkeypatch.setattr(train, "get_temperature", interrupt_once)
+    real = getattr(owner, attr)
+    monkeypatch.setattr(owner, attr, _interrupt_on_call(owner, attr, n))
     with pytest.raises(KeyboardInterrupt):
         train.fit(_cfg(), resumed)
-    assert (resumed / "stages" / "edge.partial.pt").is_file()
+    assert (resumed / "stages" / f"{stage}.partial.pt").is_file()
     assert not (resumed / "model.ckpt").exists()
-    monkeypatch.setattr(train, "get_temperature", real)
+    monkeypatch.setattr(owner, attr, real)
     train.fit(_cfg(), resumed)
-    assert not (resumed / "stages" / "edge.partial.pt").exists()
-    a = torch.load(straight / "model.ckpt", weights_only=True)["states"]
-    b = torch.load(resumed / "model.ckpt", weights_only=True)["states"]
-    for key in a:
-        for name in a[key]:
-            torch.testing.assert_close(a[key][name], b[key][name], msg=f"{key}.{name}")
-
-
-@pytest.mark.slow
-def test_fit_interrupted_in_pretrain_resumes_to_the_same_model(tmp_path, monkeypatch):
-    straight = tmp_path / "straight"
-    train.fit(_cfg(), straight)
-    calls = {"n": 0}
-    real = train.LossScale.forward
-
-    def interrupt_once(self, losses):
-        calls["n"] += 1
-        if calls["n"] == 6:  # pretrain step 5: after the partial checkpoint at 4 (running means included)
-            raise KeyboardInterrupt
-        return real(self, losses)
-
-    resumed = tmp_path / "resumed"
-    monkeypatch.setattr(train.LossScale, "forward", interrupt_once)
-    with pytest.raises(KeyboardInterrupt):
-        train.fit(_cfg(), resumed)
-    assert (resumed / "stages" / "pretrain.partial.pt").is_file()
-    monkeypatch.setattr(train.LossScale, "forward", real)
-    train.fit(_cfg(), resumed)
+    assert not (resumed / "stages" / f"{stage}.partial.pt").exists()
     a = torch.load(straight / "model.ckpt", weights_only=True)["states"]
     b = torch.load(resumed / "model.ckpt", weights_only=True)["states"]
     for key in a:

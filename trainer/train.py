@@ -337,16 +337,16 @@ class Fit:
         def objective(r, c, x, ys, temp):
             """(surrogate for the task term [+ cost term], Omega, logs) of one preference."""
             logits = edge(r, c)
-            if m.edge_gradient != "exact":
-                nus = [F.gumbel_softmax(lg, tau=temp, hard=m.gumbel_hard, dim=-1) for lg in logits]
             if m.edge_gradient == "exact":
                 # Expectations, not samples, for every term: the distance between two
                 # Gumbel samples is > 0 even when their distributions agree, so Omega on
                 # samples keeps pushing every preference's logits to one saturated tree.
                 probs = list(torch.softmax(logits, -1))
-                task = surrogate = expected_task_loss(probs, table, r * w)
+                task = expected_task_loss(probs, table, r * w)
                 omega, parts = branching_regularizer(probs, r, c, aff, reg, node_cost)
-            elif m.edge_gradient == "reinforce":
+                return task, omega, {"task": float(task.detach()), "omega": omega.item(), **parts}
+            nus = [F.gumbel_softmax(lg, tau=temp, hard=m.gumbel_hard, dim=-1) for lg in logits]
+            if m.edge_gradient == "reinforce":
                 # The cost term prices the sampled trees next to their task loss (exact
                 # for each discrete tree); the relaxed path uses its P_use expectation.
                 price = (lambda t: c * m.lambda_cost * used_cost(t, node_cost)) if m.lambda_cost else None

@@ -2,7 +2,7 @@
 
 Each variant changes only the edge hypernet's objective, so it reuses the run's
 pretrain / single / scaling / affinity / path-table / PHN-BN stages (hard links into
-RUN-ablations/<variant>/stages, beside the run) and retrains the edge and weight hypernets with the
+RUN-ablations[-quick]/<variant>/stages, beside the run) and retrains the edge and weight hypernets with the
 variant's `--set` overrides, through the same `trainer.train.fit`. Then, for
 c in `C_GRID`, the adapted model ("ours") is scored on the test split: HV,
 uniformity and mean inference params over the eval preferences.
@@ -54,8 +54,7 @@ def variant_run(base: Path, root: Path, name: str, overrides: list[str], steps: 
         if src.is_file() and not dst.exists():
             _link_or_copy(src, dst)
     cfg = load_config(str(base / "config.yaml"), [*overrides, *steps])
-    if not (out / "model.ckpt").is_file():
-        fit(cfg, out)
+    fit(cfg, out)  # resumes; refuses a folder that holds another config instead of scoring the wrong model
     return out
 
 
@@ -97,7 +96,8 @@ def main(run: str, quick: bool = False, out: Path | None = None) -> dict:
     if not (base / "model.ckpt").is_file():
         print(f"benchmarks ablations: {base}/model.ckpt does not exist (run trainer fit first)", file=sys.stderr)
         raise SystemExit(2)
-    root = base.parent / f"{base.name}-ablations"  # variant runs beside the base run, not in results/
+    # Variant runs sit beside the base run, not in results/; quick and full runs never share a folder.
+    root = base.parent / f"{base.name}-ablations{'-quick' if quick else ''}"
     from trainer.config import load_config
     cfg = load_config(str(base / "config.yaml"))
     # --quick: a third of the edge and weight steps (the temperature schedule scales with them).
@@ -108,7 +108,8 @@ def main(run: str, quick: bool = False, out: Path | None = None) -> dict:
     result = {"machine": machine(), "run": str(base), "quick": quick, "steps": steps, "variants": {}}
     for name, overrides in variants.items():
         print(f"ablations: {name}")
-        vrun = variant_run(base, root, name, overrides, steps)
+        # The unchanged recipe at the run's own steps is the base run itself: score it, don't retrain it.
+        vrun = base if not overrides and not steps else variant_run(base, root, name, overrides, steps)
         result["variants"][name] = {"overrides": overrides, **score_over_c(vrun)}
     d = write("ablations", result, markdown(result), out)
     plot(result, d / "fig8_tau_sweep.png")

@@ -49,10 +49,10 @@ def shares(run: str, step: float) -> dict:
     import torch
 
     from compiler.grid import simplex_lattice
+    from edgecore.tree import canonical_tree
     from trainer.checkpoint import load_checkpoint
     from trainer.cost import tree_cost
     from trainer.models.blocks import count_params
-    from trainer.tree import prune
     cfg, models, payload = load_checkpoint(Path(run) / "model.ckpt")
     anchor, full = models.anchor, count_params(models.anchor)
     shape, cache = tuple(payload["input_spec"]["shape"]), {}
@@ -61,7 +61,7 @@ def shares(run: str, step: float) -> dict:
     for c in (0.0, 0.5, 1.0):
         vals = []
         for r in lattice:
-            tree = prune(models.edge.tree(torch.tensor(r, dtype=torch.float32), c))
+            tree = canonical_tree(models.edge.tree(torch.tensor(r, dtype=torch.float32), c))
             if tree not in cache:
                 cache[tree] = tree_cost(anchor, tree, shape[1])[0] / full
             vals.append(cache[tree])

@@ -87,8 +87,8 @@ def peak_gflops(n: int = 1024, repeats: int = 10) -> dict:
 
 def export_engine(module, shape, names, path: Path):
     """(ORT engine path, weights) of a folded tree module exported at `shape`."""
-    from compiler.engines import get_builder
     from compiler.export import export_graph
+    from runtime.backends import get_builder
     info = export_graph(module, shape, names, path.with_suffix(".onnx"))
     get_builder("onnxruntime").build(path.with_suffix(".onnx"), path.with_suffix(".engine.onnx"), "fp32",
                                      info.weight_names)
@@ -98,11 +98,10 @@ def export_engine(module, shape, names, path: Path):
 def measure(bundle: str, repeats: int = 200, warmup: int = 20, threads: int = 0) -> dict:
     import torch
 
-    from compiler.derive import TreeModule
+    from edgecore.tree import identity_tree
     from runtime.manifest import load_manifest
     from runtime.weights import load_weights
     from trainer.checkpoint import load_checkpoint
-    from trainer.tree import identity_tree
     m = load_manifest(bundle)
     _, models, _ = load_checkpoint(m.model["checkpoint"])
     anchor = models.anchor.eval()
@@ -112,13 +111,13 @@ def measure(bundle: str, repeats: int = 200, warmup: int = 20, threads: int = 0)
     full_tree = identity_tree(anchor.n_layers, anchor.n_tasks)
     rows, full_engine_ms = [], []
     with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
-        full_path, full_w = export_engine(TreeModule(anchor, full_tree), m.input.shape, names, Path(tmp) / "full")
+        full_path, full_w = export_engine(anchor.subnet(full_tree), m.input.shape, names, Path(tmp) / "full")
         full_engine = engine_runner(full_path, full_w, threads)
         eager_full = pct(_timed(lambda x: anchor.forward_tree(x, full_tree), txs, warmup, repeats))
         for sig, info in m.signatures.items():
             entry = next(e for e in m.grid if e.signature == sig)
             weights = load_weights(Path(bundle) / "weights" / f"{entry.weights}.npz")
-            sub = TreeModule(anchor, info.tree)
+            sub = anchor.subnet(info.tree)
             sub.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
             with engine_runner(Path(bundle) / info.engines[0].path, weights, threads) as runner:
                 t_full, t_engine = paired(full_engine.run, runner.run, xs, warmup, repeats, pair_block(threads))

@@ -21,20 +21,19 @@ from benchmarks.latency import P1_TOLERANCE, engine_runner, export_engine, p1_ve
 def _size_rows(anchor, m, bundle, size, repeats, warmup, threads, tmp: Path) -> list[dict]:
     import torch
 
-    from compiler.derive import TreeModule
+    from edgecore.tree import identity_tree
     from runtime.weights import load_weights
     from trainer.cost import tree_cost
-    from trainer.tree import identity_tree
     names, shape = [t.name for t in m.tasks], (3, size, size)
     xs = [np.random.default_rng(i).standard_normal((1, *shape)).astype(np.float32) for i in range(4)]
     full_tree = identity_tree(anchor.n_layers, anchor.n_tasks)
     full_flops = tree_cost(anchor, full_tree, size)[1]
-    full = engine_runner(*export_engine(TreeModule(anchor, full_tree), shape, names, tmp / f"full-{size}"), threads)
+    full = engine_runner(*export_engine(anchor.subnet(full_tree), shape, names, tmp / f"full-{size}"), threads)
     rows = []
     try:
         for sig, info in m.signatures.items():
             entry = next(e for e in m.grid if e.signature == sig)
-            sub = TreeModule(anchor, info.tree)
+            sub = anchor.subnet(info.tree)
             sub.load_state_dict({k: torch.from_numpy(v) for k, v in
                                  load_weights(Path(bundle) / "weights" / f"{entry.weights}.npz").items()})
             with engine_runner(*export_engine(sub, shape, names, tmp / f"{sig}-{size}"), threads) as runner:

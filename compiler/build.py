@@ -30,22 +30,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from compiler.cache import CompileCache
-from compiler.derive import TreeFolder, TreeModule
-from compiler.engines import PRECISIONS, get_builder
 from compiler.errors import CompilerError, ParityError
 from compiler.export import INPUT_NAME, OPSET, export_graph
 from compiler.grid import GridPoint, load_grid
 from compiler.hyper import export_hypernets
-from runtime.backends import get_runner
-from runtime.fileio import atomic_write_text
+from edgecore.fileio import atomic_write_text
+from edgecore.tree import canonical_tree, identity_tree, tree_signature, used_nodes
+from runtime.backends import BuildOptions, get_builder, get_runner, precisions
+from runtime.errors import EdgeRuntimeError
 from runtime.manifest import EngineRef, GridEntry, InputSpec, Manifest, SignatureInfo, TaskInfo
-from runtime.signature import canonical_tree, tree_signature
 from runtime.weights import load_weights, save_weights
 from trainer.checkpoint import load_checkpoint
-from trainer.errors import TrainerError
 from trainer.cost import tree_cost
+from trainer.errors import TrainerError
 from trainer.models.blocks import count_params
-from trainer.tree import identity_tree, used_nodes
+from trainer.models.subnet import TreeFolder
 
 FP16_TOL = 1e-2  # fp16 engines: relative error budget (fp32 uses BuildConfig.parity_tol)
 
@@ -142,13 +141,16 @@ class Builder:
         self.cfg, self.console = cfg, console
         self.stages = Stages()
         self.cache = CompileCache(cfg.cache)
-        if cfg.precision not in PRECISIONS:
-            raise CompilerError(f"--precision must be one of {list(PRECISIONS)}, found {cfg.precision!r}")
+        if cfg.precision not in precisions():
+            raise CompilerError(f"--precision must be one of {precisions()}, found {cfg.precision!r}")
         if cfg.jobs < 1:
             raise CompilerError(f"--jobs must be >= 1, found {cfg.jobs}")
-        self.engine_builder = get_builder(cfg.backend, workspace_mb=cfg.workspace_mb,
-                                          timing_cache=self.cache.root / "timing" / "tensorrt.cache")
-        self.engine_builder.check(cfg.precision)  # fail fast, before loading anything heavy
+        try:
+            self.engine_builder = get_builder(cfg.backend, BuildOptions(cfg.workspace_mb,
+                                                                        self.cache.root / "timing" / f"{cfg.backend}.cache"))
+            self.engine_builder.check(cfg.precision)  # fail fast, before loading anything heavy
+        except EdgeRuntimeError as exc:
+            raise CompilerError(str(exc)) from None
 
     def load(self) -> None:
         with self.stages("load"):
@@ -199,7 +201,7 @@ class Builder:
                 fields = {"model": self.identity, "signature": sig, "precision": gp, "opset": OPSET,
                           "torch": torch.__version__, "shape": list(self.shape)}
                 def build(tmp: Path, tree=tree) -> dict:
-                    module = TreeModule(self.anchor, tree)  # unadapted weights: grid-independent, cacheable
+                    module = self.anchor.subnet(tree)  # unadapted weights: grid-independent, cacheable
                     info = export_graph(module, self.shape, [t["name"] for t in self.tasks], tmp, gp)
                     return {"weight_names": list(info.weight_names), "output_names": list(info.output_names)}
 
@@ -264,10 +266,8 @@ class Builder:
         """Engine with the point's weights bound vs the unfolded PyTorch tree model."""
         refs = [o.numpy() for o in self.anchor.forward_tree(torch.from_numpy(xs), p.tree, p.deltas)]
         weights = load_weights(stage / "weights" / f"{p.weights_id}.npz")
-        runner = get_runner(self.cfg.backend)(stage / self.engine_refs[p.signature].path, weights)
-        if self.cfg.backend == "onnxruntime":
-            runner.threads = 1  # a fresh session per point: skip spinning up a thread pool each time
-        with runner:
+        # A fresh runner per point: one thread skips spinning up a thread pool each time.
+        with get_runner(self.cfg.backend)(stage / self.engine_refs[p.signature].path, weights, threads=1) as runner:
             outs = [runner.run(x[None]) for x in xs]
         out.write_text(json.dumps(_errors([t["name"] for t in self.tasks], refs, outs)))
 

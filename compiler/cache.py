@@ -25,7 +25,7 @@ from typing import Callable
 from filelock import FileLock
 
 from compiler.errors import CompilerError
-from runtime.fileio import atomic_write_text, file_sha256
+from edgecore.fileio import atomic_write_text, file_sha256
 
 CACHE_FORMAT_VERSION = 2  # bump when artifacts change meaning: every old entry becomes a miss
 STRICT_ENV = "EDGEMTL_CACHE_STRICT"  # "1": a miss is an error (tests, CI: prove a build is all hits)

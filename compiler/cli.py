@@ -11,7 +11,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from compiler.errors import CompilerError, ParityError
+from edgecore.cli import run_main
+from runtime import backends
 
 EPILOG = """examples:
   compiler build --checkpoint runs/scenes3/model.ckpt --prefs scenes3-198 --out bundles/scenes3
@@ -34,8 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--checkpoint", required=True, help="RUN_DIR/model.ckpt written by `trainer fit` (or RUN_DIR)")
     b.add_argument("--prefs", required=True, help="grid.json (explicit preferences or a lattice) or a shipped name")
     b.add_argument("--out", required=True, help="bundle directory (replaced atomically when the build succeeds)")
-    b.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tensorrt"])
-    b.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
+    b.add_argument("--backend", default="onnxruntime", choices=backends.names(),
+                   help="engine backend (default onnxruntime: CPU; tensorrt: NVIDIA GPUs and Jetson)")
+    b.add_argument("--precision", default="fp32", choices=backends.precisions(),
+                   help="engine precision (the backend must support it)")
     b.add_argument("--cache", default=None, help="compile cache directory (default: ~/.cache/edgemtl/compile "
                    "or $EDGEMTL_CACHE), shared by every bundle")
     b.add_argument("--jobs", type=int, default=1, help="engine builds in parallel (default 1)")
@@ -114,19 +117,9 @@ def _cache(args, console: Console) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console(stderr=False)
-    try:
-        _build(args, console) if args.cmd == "build" else _cache(args, console)
-    except CompilerError as exc:
-        print(f"compiler: error: {exc}", file=sys.stderr)
-        return 2
-    except ParityError as exc:
-        print(f"compiler: parity check failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("compiler: interrupted; nothing was published (cache entries already written are kept)",
-              file=sys.stderr)
-        return 130
-    return 0
+    command = _build if args.cmd == "build" else _cache
+    return run_main("compiler", lambda: command(args, console),
+                    "interrupted; nothing was published (cache entries already written are kept)")
 
 
 if __name__ == "__main__":

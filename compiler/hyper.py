@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from compiler.derive import TreeFolder
 from compiler.export import OPSET
+from edgecore.tree import node_key
+from trainer.models.subnet import TreeFolder
 
 PLAN_VERSION = 1
 
@@ -43,12 +44,12 @@ def export_hypernets(models, directory: Path) -> dict:
                           str(directory / "hypernets.onnx"), dynamo=False, opset_version=OPSET,
                           input_names=["r", "c"], output_names=["edge_logits", "bn_deltas"])
     folder = TreeFolder(anchor)
-    arrays = {f"n{l}_{i}/{k}": v for (l, i), (arr, _) in folder.nodes.items() for k, v in arr.items()}
+    arrays = {f"{node_key(l, i)}/{k}": v for (l, i), (arr, _) in folder.nodes.items() for k, v in arr.items()}
     arrays.update({f"heads.{j}/{k}": v for j, (arr, _) in enumerate(folder.heads) for k, v in arr.items()})
     np.savez(directory / "anchor.npz", **arrays)
     plan = {"version": PLAN_VERSION, "n_tasks": n, "n_layers": anchor.n_layers,
             "layout": [[l, i, [[name, ch] for name, ch in bns]] for (l, i), bns in models.weight.layout],
-            "pairs": {f"n{l}_{i}": pairs for (l, i), (_, pairs) in folder.nodes.items()}
+            "pairs": {node_key(l, i): pairs for (l, i), (_, pairs) in folder.nodes.items()}
             | {f"heads.{j}": pairs for j, (_, pairs) in enumerate(folder.heads)}}
     (directory / "hypernets.json").write_text(json.dumps(plan))
     return {"graph": "hypernets.onnx", "plan": "hypernets.json", "anchor": "anchor.npz"}

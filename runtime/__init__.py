@@ -10,11 +10,11 @@ opencv) are imported lazily by the code that needs them, so `import runtime`
 works on a bare CPU box.
 """
 
+from edgecore.fold import fold_conv_bn
+from edgecore.tree import canonical_tree, tree_signature
 from runtime.core import Runtime, load
 from runtime.errors import EdgeRuntimeError
-from runtime.fold import fold_conv_bn
 from runtime.prefs import Preference, validate_preference
-from runtime.signature import canonical_tree, tree_signature
 
 __all__ = ["EdgeRuntimeError", "Preference", "Runtime", "canonical_tree", "fold_conv_bn", "load", "tree_signature",
            "validate_preference"]

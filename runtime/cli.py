@@ -14,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecore.cli import run_main
+from edgecore.fileio import atomic_write_text
+from runtime import backends
 from runtime.errors import EdgeRuntimeError
-from runtime.fileio import atomic_write_text
 
 EPILOG = """examples:
   runtime calibrate bundles/scenes3                   # latency table for set_budget on this device
@@ -44,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--live-fps", type=float, default=None, help="play a video, folder or synthetic source like a "
                    "camera delivering this many frames per second: frames that arrive while one is processed "
                    "are dropped and counted (cameras and stream URLs are always live)")
-    r.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
+    r.add_argument("--backend", default="auto", choices=["auto", *backends.names()])
     r.add_argument("--headless", action="store_true", help="no window (use with --out)")
     r.add_argument("--out", default=None, help="write the overlay video here (.mp4)")
     r.add_argument("--schedule", default=None, help="schedule.json (or a shipped name: demo): preference/budget "
@@ -61,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
             b.add_argument("--bundle", required=True)
         else:
             b.add_argument("bundle")
-        b.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
+        b.add_argument("--backend", default="auto", choices=["auto", *backends.names()])
         b.add_argument("--repeats", type=int, default=50)
         b.add_argument("--warmup", type=int, default=10)
         b.add_argument("--threads", type=int, default=0)
@@ -334,32 +336,28 @@ def _print_run(result: dict) -> None:
     Console().print(seg)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        if args.cmd == "run":
-            result = run_stream(args)
-            if args.stats:
-                atomic_write_text(args.stats, json.dumps(result, indent=1))
-            _print_run(result)
-            if result["interrupted"]:
-                print("runtime: interrupted; stats and video cover the frames processed", file=sys.stderr)
-                return 130
-        else:
-            from runtime.manifest import load_manifest
-            from runtime.resolve import save_latency
-            result = bench(args.bundle, args.backend, args.repeats, args.warmup, args.threads, args.fps)
-            _print_bench(result, load_manifest(args.bundle))
-            if args.cmd == "calibrate":
-                print(f"wrote {save_latency(args.bundle, result['backend'], result['device'], result)}")
-    except EdgeRuntimeError as exc:
-        print(f"runtime: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("runtime: interrupted", file=sys.stderr)
-        return 130
+def _run(args) -> int:
+    if args.cmd == "run":
+        result = run_stream(args)
+        if args.stats:
+            atomic_write_text(args.stats, json.dumps(result, indent=1))
+        _print_run(result)
+        if result["interrupted"]:
+            print("runtime: interrupted; stats and video cover the frames processed", file=sys.stderr)
+            return 130
+        return 0
+    from runtime.manifest import load_manifest
+    from runtime.resolve import save_latency
+    result = bench(args.bundle, args.backend, args.repeats, args.warmup, args.threads, args.fps)
+    _print_bench(result, load_manifest(args.bundle))
+    if args.cmd == "calibrate":
+        print(f"wrote {save_latency(args.bundle, result['backend'], result['device'], result)}")
     return 0
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return run_main("runtime", lambda: _run(args))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,15 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.backends import Runner, available, get_runner
+from edgecore.fileio import file_sha256
+from edgecore.tree import tree_signature
+from runtime.backends import Runner, available, get_runner, names
 from runtime.errors import EdgeRuntimeError
-from runtime.fileio import file_sha256
 from runtime.manifest import GridEntry, Manifest, load_manifest
 from runtime.pool import PoolItem, WarmPool
 from runtime.prefs import validate_preference
 from runtime.preprocess import preprocess
 from runtime.resolve import Selection, load_latency, nearest, r_distance, within_budget
-from runtime.signature import tree_signature
 from runtime.weights import load_weights, npz_bytes, weights_id
 
 
@@ -38,7 +38,8 @@ class Active:
 
 
 def choose_backend(manifest: Manifest, backend: str) -> tuple[str, str]:
-    """(backend, reason): 'auto' prefers TensorRT when usable and compiled into the bundle."""
+    """(backend, reason): 'auto' takes the highest-priority backend that is usable here
+    and compiled into the bundle (TensorRT before ONNX Runtime)."""
     built = {ref.backend for s in manifest.signatures.values() for ref in s.engines}
     if backend != "auto":
         if backend not in built:
@@ -49,7 +50,7 @@ def choose_backend(manifest: Manifest, backend: str) -> tuple[str, str]:
             raise EdgeRuntimeError(f"backend {backend} cannot run here: {why}")
         return backend, f"requested; {why}"
     reasons = []
-    for name in ("tensorrt", "onnxruntime"):
+    for name in names():  # the registry's priority order
         ok, why = available(name)
         if ok and name in built:
             return name, f"auto: {why}" + (f" ({'; '.join(reasons)})" if reasons else "")
@@ -155,8 +156,7 @@ class Runtime:
             raise EdgeRuntimeError(f"engine {path} is corrupt (sha256 differs from the manifest): rebuild the bundle")
         if weights is None:
             weights = load_weights(self.bundle / "weights" / f"{entry.weights}.npz")
-        kwargs = {"threads": self.threads} if self.backend == "onnxruntime" else {}
-        runner = get_runner(self.backend)(path, weights, **kwargs).activate()
+        runner = get_runner(self.backend)(path, weights, threads=self.threads).activate()
         return runner, path.stat().st_size + npz_bytes(weights)
 
     def _swap(self, sel: Selection, why: str, weights: dict | None = None) -> Selection:
@@ -244,5 +244,5 @@ class Runtime:
 
 
 def load(bundle: str | Path, backend: str = "auto", **kwargs) -> Runtime:
-    """Loads a compiled bundle; `backend` is 'auto', 'onnxruntime' or 'tensorrt'."""
+    """Loads a compiled bundle; `backend` is 'auto' or a registered backend's name."""
     return Runtime(bundle, backend, **kwargs)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecore.fold import fold_tree
+from edgecore.tree import canonical_tree, parse_node_key
 from runtime.errors import EdgeRuntimeError
-from runtime.fold import fold_tree
-from runtime.signature import canonical_tree
 
 PLAN_VERSION = 1
 
@@ -34,15 +34,20 @@ class ExactResolver:
             raise EdgeRuntimeError(f"hypernets plan version {plan.get('version')!r} is not supported "
                                    f"(expected {PLAN_VERSION})")
         self.n_tasks, self.layout = plan["n_tasks"], plan["layout"]
+        try:
+            self._read_pairs(plan["pairs"], arrays)
+        except ValueError as exc:
+            raise EdgeRuntimeError(f"bundle hypernets plan is malformed: {exc}") from None
+
+    def _read_pairs(self, pairs_by_key: dict, arrays: dict) -> None:
         self.nodes, self.heads = {}, []
-        for key, pairs in plan["pairs"].items():
+        for key, pairs in pairs_by_key.items():
             fold = ({k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(key + "/")},
                     [tuple(p) for p in pairs])
             if key.startswith("heads."):
                 self.heads.append((int(key.split(".")[1]), fold))
             else:
-                l, i = key[1:].split("_")
-                self.nodes[(int(l), int(i))] = fold
+                self.nodes[parse_node_key(key)] = fold
         self.heads = [f for _, f in sorted(self.heads)]
 
     def __call__(self, r, c: float) -> tuple[tuple, dict]:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecore.fileio import atomic_write_text
 from runtime.errors import EdgeRuntimeError
-from runtime.fileio import atomic_write_text
 from runtime.manifest import GridEntry, Manifest
 
 

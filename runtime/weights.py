@@ -14,8 +14,8 @@ from typing import Mapping
 
 import numpy as np
 
+from edgecore.fileio import atomic_write
 from runtime.errors import EdgeRuntimeError
-from runtime.fileio import atomic_write
 
 
 def weights_id(weights: Mapping[str, np.ndarray], length: int = 16) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from edgecore.cli import run_main
 from trainer.errors import TrainerError
 
 EPILOG = """examples:
@@ -47,27 +48,21 @@ def _eval_config(run: str, overrides: list[str]):
     return from_dict(EvalConfig, base, where="eval")
 
 
+def _run(args) -> None:
+    if args.cmd == "fit":
+        from trainer.config import load_config
+        from trainer.train import fit
+        print(f"wrote {fit(load_config(args.config, args.set), args.out)}")
+    else:
+        from trainer.evaluate import evaluate
+        evaluate(args.run, _eval_config(args.run, args.set))
+        print(f"wrote {args.run}/eval.json")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        if args.cmd == "fit":
-            from trainer.config import load_config
-            from trainer.train import fit
-            cfg = load_config(args.config, args.set)
-            path = fit(cfg, args.out)
-            print(f"wrote {path}")
-        else:
-            from trainer.evaluate import evaluate
-            evaluate(args.run, _eval_config(args.run, args.set))
-            print(f"wrote {args.run}/eval.json")
-    except TrainerError as exc:
-        print(f"trainer: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("trainer: interrupted; partial checkpoints kept, rerun the same command to resume",
-              file=sys.stderr)
-        return 130
-    return 0
+    return run_main("trainer", lambda: _run(args),
+                    "interrupted; partial checkpoints kept, rerun the same command to resume")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from edgecore.tree import used_nodes
 from trainer.models.blocks import count_params
-from trainer.tree import used_nodes
 
 
 def flops(fn, size: int) -> float:

@@ -25,16 +25,16 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
+from edgecore.tree import canonical_tree, identity_tree, streams_per_layer, used_nodes
 from trainer.checkpoint import load_checkpoint
 from trainer.config import EvalConfig, FitConfig
-from trainer.cost import flops as count_flops, tree_cost
+from trainer.cost import flops as count_flops
+from trainer.cost import tree_cost
 from trainer.data import load_split
 from trainer.models import Models
 from trainer.models.blocks import count_params
 from trainer.tasks import get_tasks
 from trainer.train import Split
-from trainer.tree import identity_tree, prune, streams_per_layer, used_nodes
-
 
 _QUIET = not sys.stderr.isatty()  # transient bars print blank lines into logs
 
@@ -87,7 +87,7 @@ class Evaluator:
 
     def tree_cost(self, tree) -> tuple[int, float]:
         """(params, FLOPs) of the used nodes + heads for a batch-1 frame (cached per tree)."""
-        key = prune(tree)
+        key = canonical_tree(tree)
         if key not in self._flops:
             self._flops[key] = tree_cost(self.anchor, tree, self.cfg.data.size)
         return self._flops[key]
@@ -119,7 +119,7 @@ def _ours_rows(ev: Evaluator, prefs: np.ndarray, ref, ecfg: EvalConfig) -> list[
                     deltas = m.weight(rt, c)
                     lo, me = ev.score(lambda x: ev.anchor.forward_tree(x, tree, deltas))
                 else:  # the unadapted score depends on the tree only
-                    key = prune(tree)
+                    key = canonical_tree(tree)
                     if key not in cache:
                         cache[key] = ev.score(lambda x: ev.anchor.forward_tree(x, tree))
                     lo, me = cache[key]
@@ -193,7 +193,7 @@ def one_hot_trees(ev: Evaluator) -> list[dict]:
             tree = ev.models.edge.tree(torch.eye(ev.n)[k], c)
             params, flops = ev.tree_cost(tree)
             used = used_nodes(tree)
-            out.append({"task": task.name, "c": c, "tree": [list(r) for r in prune(tree)],
+            out.append({"task": task.name, "c": c, "tree": [list(r) for r in canonical_tree(tree)],
                         "streams_per_layer": streams_per_layer(tree),
                         "own_trunk": all(row == [i == k for i in range(ev.n)] for row in used[:-1]),
                         "param_share": params / ev.full_params, "gflops": flops / 1e9})

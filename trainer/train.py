@@ -26,9 +26,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
-from torch import nn
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
 
+from edgecore.tree import identity_tree, used_nodes
 from trainer.checkpoint import atomic_torch_save, make_payload
 from trainer.config import FitConfig, StageConfig, to_dict
 from trainer.data import load_split
@@ -38,7 +39,6 @@ from trainer.models.blocks import count_params
 from trainer.paths import check_size, expected_task_loss, path_losses
 from trainer.regularizer import RegularizerConfig, branching_regularizer, rsa_affinity
 from trainer.tasks import get_tasks
-from trainer.tree import identity_tree, used_nodes
 
 # Images are RGB uint8; the network sees (x / 255 - MEAN) / STD. The runtime
 # reproduces this from the input spec stored in the checkpoint.

@@ -1,31 +1,66 @@
-"""Backend registry: one runner class per backend, imported on first use.
+"""Backend registry: one table row per backend, one module that owns the rest.
 
-`get_runner("onnxruntime")` returns the runner class; `available(name)` says
-whether the backend can run here and, if not, why (a missing package, no GPU).
+Each backend is one module under runtime/backends/ that defines `available()`,
+a `Runner` (run an engine, bind weight sets) and a `Builder` (graph -> engine),
+with its heavy packages imported lazily, and one `Backend` row in `BACKENDS`
+saying what it supports (the ultralytics exporter's `export_formats()` table).
+CLIs take their `--backend` / `--precision` choices from the table; the
+runtime's "auto" tries backends in `priority` order. Adding a backend is one
+new module plus one `register(Backend(...))` call
+(tests/runtime/backends/test_registry.py registers a toy one).
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
+from types import ModuleType
 
-from runtime.backends.base import Runner
+from runtime.backends.base import BuildOptions, EngineBuilder, Runner
 from runtime.errors import EdgeRuntimeError
 
-# name -> (module, runner class); modules import their heavy packages lazily.
-BACKENDS: dict[str, tuple[str, str]] = {
-    "onnxruntime": ("runtime.backends.onnxruntime", "OnnxRuntimeRunner"),
-    "tensorrt": ("runtime.backends.tensorrt", "TensorRTRunner"),
-}
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    module: str  # imported on first use: the module defines available(), Runner and Builder
+    precisions: tuple[str, ...]  # engine precisions its builder can produce
+    device_kinds: tuple[str, ...]  # "cpu", "cuda": what it runs on
+    priority: int  # runtime "auto": usable backends with engines in the bundle, highest first
+    suffix: str  # engine file suffix in caches and bundles
 
 
-def _module(name: str):
+BACKENDS: dict[str, Backend] = {}
+
+
+def register(backend: Backend) -> Backend:
+    """Adds (or replaces) one row of the table."""
+    BACKENDS[backend.name] = backend
+    return backend
+
+
+register(Backend("tensorrt", "runtime.backends.tensorrt", ("fp32", "fp16"), ("cuda",), 20, ".plan"))
+register(Backend("onnxruntime", "runtime.backends.onnxruntime", ("fp32",), ("cpu",), 10, ".onnx"))
+
+
+def names() -> list[str]:
+    """Registered backend names, in auto-selection order."""
+    return [b.name for b in sorted(BACKENDS.values(), key=lambda b: -b.priority)]
+
+
+def precisions() -> list[str]:
+    """Every precision some backend can build, in a stable order."""
+    return sorted({p for b in BACKENDS.values() for p in b.precisions}, key=lambda p: (p != "fp32", p))
+
+
+def backend(name: str) -> Backend:
     if name not in BACKENDS:
-        raise EdgeRuntimeError(f"unknown backend {name!r}; expected one of {sorted(BACKENDS)}")
-    return importlib.import_module(BACKENDS[name][0])
+        raise EdgeRuntimeError(f"unknown backend {name!r}; expected one of {names()}")
+    return BACKENDS[name]
 
 
-def get_runner(name: str) -> type[Runner]:
-    return getattr(_module(name), BACKENDS[name][1])
+def _module(name: str) -> ModuleType:
+    return importlib.import_module(backend(name).module)
 
 
 def available(name: str) -> tuple[bool, str]:
@@ -33,4 +68,13 @@ def available(name: str) -> tuple[bool, str]:
     return _module(name).available()
 
 
-__all__ = ["BACKENDS", "Runner", "available", "get_runner"]
+def get_runner(name: str) -> type[Runner]:
+    return _module(name).Runner
+
+
+def get_builder(name: str, options: BuildOptions | None = None) -> EngineBuilder:
+    return _module(name).Builder(backend(name), options or BuildOptions())
+
+
+__all__ = ["BACKENDS", "Backend", "BuildOptions", "EngineBuilder", "Runner", "available", "backend", "get_builder",
+           "get_runner", "names", "precisions", "register"]

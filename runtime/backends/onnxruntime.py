@@ -1,4 +1,5 @@
-"""ONNX Runtime (CPU) runner.
+"""ONNX Runtime (CPU): its builder and its runner, and the external-weights
+protocol they share.
 
 The engine is the graph ONNX Runtime optimised at build time (level EXTENDED:
 Conv+activation fusion and friends), with every weight tensor marked as
@@ -19,12 +20,18 @@ Binding a new weight set costs one session creation (~10 ms for our nets).
 
 from __future__ import annotations
 
+import platform
+from pathlib import Path
+
 import numpy as np
 
-from runtime.backends.base import Runner, check_input
+from runtime.backends import base
+from runtime.backends.base import check_input, device_slug
 from runtime.errors import EdgeRuntimeError
 
 LOAD_LEVEL = "ORT_ENABLE_ALL"  # weights are bound before optimisation: the full optimiser is safe
+BUILD_LEVEL = "ORT_ENABLE_EXTENDED"  # no CPU-specific layout in the saved engine: one engine per architecture
+WEIGHTS_LOCATION = "bound-at-load-time"  # the external-data location written into engines; no such file exists
 
 
 def available() -> tuple[bool, str]:
@@ -44,12 +51,11 @@ def session_options(threads: int = 0, level: str = LOAD_LEVEL):
     return so
 
 
-class OnnxRuntimeRunner(Runner):
+class Runner(base.Runner):
     name = "onnxruntime"
 
     def __init__(self, engine_path, weights=None, threads: int = 0):
-        super().__init__(engine_path, weights)
-        self.threads = threads
+        super().__init__(engine_path, weights, threads)
         self.session = None
         self._values: list = []  # OrtValues must outlive the session that uses them
 
@@ -83,3 +89,52 @@ class OnnxRuntimeRunner(Runner):
 
     def _close(self) -> None:
         self.session, self._values = None, []
+
+
+class Builder(base.EngineBuilder):
+    """The engine is the graph as ONNX Runtime optimises it at level EXTENDED
+    (constant folding, Conv+activation fusion), saved so loading skips that work,
+    with every weight tensor turned into external data that is never written:
+    the runner binds a weight set with `add_external_initializers` and ORT runs
+    its hardware-specific passes (NCHWc) on those weights at load time (see the
+    module docstring for why not initializer override). fp32 only: ORT's CPU
+    kernels have no fast fp16 path (use tensorrt for fp16)."""
+
+    def _check_environment(self) -> None:
+        ok, why = available()
+        if not ok:
+            raise EdgeRuntimeError(f"--backend onnxruntime cannot build here: {why}")
+
+    def identity(self) -> dict:
+        import onnxruntime
+        # EXTENDED-level graphs hold no CPU-specific layout, so the architecture is the device.
+        return {"device": device_slug(f"cpu-{platform.machine()}"), "backend_version": onnxruntime.__version__}
+
+    def build(self, graph: Path, out: Path, precision: str, weight_names: tuple[str, ...]) -> dict:
+        import onnx
+        import onnxruntime as ort
+        so = session_options(level=BUILD_LEVEL)
+        so.optimized_model_filepath = str(out)
+        ort.InferenceSession(str(graph), so, providers=["CPUExecutionProvider"])
+        model = onnx.load(str(out))
+        missing = _externalise(model, set(weight_names))
+        if missing:
+            raise EdgeRuntimeError(f"onnxruntime's optimiser renamed or folded weights {sorted(missing)[:3]}: "
+                                   f"they could not be bound at load time")
+        onnx.save(model, str(out))
+        return {"optimization_level": BUILD_LEVEL, "weights": "external, bound at load time"}
+
+
+def _externalise(model, wanted: set[str]) -> set[str]:
+    """Marks the initializers named in `wanted` as external data at WEIGHTS_LOCATION and
+    drops their values; returns the names that were not found."""
+    import onnx
+    from onnx.external_data_helper import set_external_data
+    for tensor in model.graph.initializer:
+        if tensor.name in wanted:
+            nbytes = int(np.prod(tensor.dims)) * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+            set_external_data(tensor, location=WEIGHTS_LOCATION, offset=0, length=nbytes)
+            for field in ("raw_data", "float_data", "double_data", "int32_data", "int64_data"):
+                tensor.ClearField(field)
+            tensor.data_location = onnx.TensorProto.EXTERNAL
+    return wanted - {t.name for t in model.graph.initializer}

@@ -1,4 +1,5 @@
-"""TensorRT runner (NVIDIA GPUs, Jetson): serialized plan + refit by weight name.
+"""TensorRT (NVIDIA GPUs, Jetson): its builder (serialized plan built with REFIT)
+and its runner (plan + refit by weight name).
 
 Written against the TensorRT 10.x/11.x Python API (name-based I/O tensors,
 `execute_async_v3`, `Refitter.set_named_weights`) and cuda-python for device
@@ -8,9 +9,12 @@ on a CPU box costs nothing, `available()` says why it cannot run.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from runtime.backends.base import Runner, check_input
+from runtime.backends import base
+from runtime.backends.base import check_input, device_slug
 from runtime.errors import EdgeRuntimeError
 
 
@@ -33,7 +37,7 @@ def import_cudart():
     return cudart
 
 
-def _check(result, what: str):
+def check_cuda(result, what: str):
     err, *rest = result if isinstance(result, tuple) else (result,)
     if int(err) != 0:
         raise EdgeRuntimeError(f"CUDA call {what} failed with error {err}")
@@ -44,7 +48,7 @@ def available() -> tuple[bool, str]:
     try:
         trt = import_tensorrt()
         cudart = import_cudart()
-        count = _check(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount")
+        count = check_cuda(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount")
     except EdgeRuntimeError as exc:
         return False, str(exc)
     if count < 1:
@@ -52,11 +56,11 @@ def available() -> tuple[bool, str]:
     return True, f"tensorrt {trt.__version__} on {count} CUDA device(s)"
 
 
-class TensorRTRunner(Runner):
+class Runner(base.Runner):
     name = "tensorrt"
 
-    def __init__(self, engine_path, weights=None):
-        super().__init__(engine_path, weights)
+    def __init__(self, engine_path, weights=None, threads: int = 0):
+        super().__init__(engine_path, weights, threads)  # TensorRT has no host thread pool: threads is unused
         self.engine = self.context = self.stream = None
         self._buffers: dict[str, tuple[int, tuple, np.dtype]] = {}
 
@@ -71,14 +75,14 @@ class TensorRTRunner(Runner):
         if self.weights:
             self._refit(self.weights)
         self.context = self.engine.create_execution_context()
-        self.stream = _check(cudart.cudaStreamCreate(), "cudaStreamCreate")
+        self.stream = check_cuda(cudart.cudaStreamCreate(), "cudaStreamCreate")
         self.inputs, self.outputs = [], []
         for i in range(self.engine.num_io_tensors):
             name = self.engine.get_tensor_name(i)
             shape = tuple(self.engine.get_tensor_shape(name))
             dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
             nbytes = int(np.prod(shape)) * dtype.itemsize
-            ptr = _check(cudart.cudaMalloc(nbytes), "cudaMalloc")
+            ptr = check_cuda(cudart.cudaMalloc(nbytes), "cudaMalloc")
             self.context.set_tensor_address(name, ptr)
             self._buffers[name] = (ptr, shape, dtype)
             is_input = self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
@@ -109,7 +113,7 @@ class TensorRTRunner(Runner):
     def _bind(self, weights: dict) -> None:
         # Refit writes the engine's weights in place: runs are serialised by the
         # caller (runners are single-threaded), so no run sees a half-refit engine.
-        _check(self._cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+        check_cuda(self._cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
         self._refit(weights)
 
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
@@ -117,16 +121,16 @@ class TensorRTRunner(Runner):
         ptr, shape, dtype = self._buffers[self.inputs[0]]
         x = check_input(x, shape, dtype, self.name)
         kind_h2d, kind_d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        _check(cudart.cudaMemcpyAsync(ptr, x.ctypes.data, x.nbytes, kind_h2d, self.stream), "cudaMemcpyAsync")
+        check_cuda(cudart.cudaMemcpyAsync(ptr, x.ctypes.data, x.nbytes, kind_h2d, self.stream), "cudaMemcpyAsync")
         if not self.context.execute_async_v3(self.stream):
             raise EdgeRuntimeError("tensorrt: execute_async_v3 failed")
         outs = []
         for name in self.outputs:
             optr, oshape, odtype = self._buffers[name]
             out = np.empty(oshape, odtype)
-            _check(cudart.cudaMemcpyAsync(out.ctypes.data, optr, out.nbytes, kind_d2h, self.stream), "cudaMemcpyAsync")
+            check_cuda(cudart.cudaMemcpyAsync(out.ctypes.data, optr, out.nbytes, kind_d2h, self.stream), "cudaMemcpyAsync")
             outs.append(out)
-        _check(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+        check_cuda(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
         return outs
 
     def _close(self) -> None:
@@ -135,3 +139,69 @@ class TensorRTRunner(Runner):
         if self.stream is not None:
             self._cudart.cudaStreamDestroy(self.stream)
         self._buffers, self.context, self.engine, self.stream = {}, None, None, None
+
+
+class Builder(base.EngineBuilder):
+    """Serialized plan built with REFIT (weights bound by name at load time), a
+    workspace limit and a timing cache shared by every signature of a device.
+    fp16: TensorRT 10.x sets the FP16 builder flag on the fp32 graph; 11.x has
+    no such flag (networks are strongly typed), so it gets an fp16 graph."""
+
+    def _check_environment(self) -> None:
+        ok, reason = available()
+        if not ok:
+            raise EdgeRuntimeError(f"--backend tensorrt cannot run on this machine: {reason}. "
+                                   f"Use --backend onnxruntime (CPU), or build on the target GPU/Jetson.")
+
+    def _major(self) -> int:
+        return int(import_tensorrt().__version__.split(".")[0])
+
+    def identity(self) -> dict:
+        cudart = import_cudart()
+        dev = check_cuda(cudart.cudaGetDevice(), "cudaGetDevice")
+        prop = check_cuda(cudart.cudaGetDeviceProperties(dev), "cudaGetDeviceProperties")
+        name = prop.name.decode() if isinstance(prop.name, bytes) else str(prop.name)
+        return {"device": device_slug(f"{name}-sm{prop.major}{prop.minor}"), "gpu": name,
+                "compute_capability": f"{prop.major}.{prop.minor}", "backend_version": import_tensorrt().__version__}
+
+    def graph_precision(self, precision: str) -> str:
+        return "fp16" if precision == "fp16" and self._major() >= 11 else "fp32"
+
+    def build(self, graph: Path, out: Path, precision: str, weight_names: tuple[str, ...]) -> dict:
+        trt = import_tensorrt()
+        logger = trt.Logger(trt.Logger.WARNING)
+        builder = trt.Builder(logger)
+        strongly_typed = self.graph_precision(precision) == "fp16"
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
+        network = builder.create_network(flags)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse(graph.read_bytes()):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise EdgeRuntimeError(f"TensorRT could not parse {graph.name}: {errors}")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.options.workspace_mb << 20)
+        config.set_flag(trt.BuilderFlag.REFIT)
+        if precision == "fp16" and not strongly_typed:
+            config.set_flag(trt.BuilderFlag.FP16)
+        out.write_bytes(self._build_with_timing_cache(builder, network, config))
+        return {"strongly_typed": strongly_typed, "workspace_mb": self.options.workspace_mb}
+
+    def _build_with_timing_cache(self, builder, network, config) -> bytes:
+        from filelock import FileLock
+
+        from edgecore.fileio import atomic_write
+        path = self.options.timing_cache
+        if path is None:
+            plan = builder.build_serialized_network(network, config)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(path) + ".lock"):  # one writer; builds reuse each other's tactics
+                cache = config.create_timing_cache(path.read_bytes() if path.exists() else b"")
+                config.set_timing_cache(cache, ignore_mismatch=False)
+                plan = builder.build_serialized_network(network, config)
+                if plan is not None:
+                    blob = bytes(config.get_timing_cache().serialize())
+                    atomic_write(path, lambda f: f.write(blob))
+        if plan is None:
+            raise EdgeRuntimeError("TensorRT failed to build the engine (see its log above)")
+        return bytes(plan)

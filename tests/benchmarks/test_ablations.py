@@ -22,7 +22,7 @@ def test_variants_reuse_frozen_stages_and_score_every_c(tiny_run, tmp_path, monk
     for v in res["variants"].values():
         assert v["c"] == list(ablations.C_GRID) and len(v["hv"]) == len(ablations.C_GRID)
         assert all(0 < s <= 1 for s in v["param_share"]) and all(h >= 0 for h in v["hv"])
-    variant = base.parent / "tiny-ablations" / "no-inactive-loss"
+    variant = base.parent / "tiny-ablations-quick" / "no-inactive-loss"
     assert json.loads(json.dumps(res))  # plain JSON
     # The frozen stages are the base run's (hard links), the hypernets are retrained.
     for stage in ("pretrain", "single", "scaling", "affinity", "phn_bn"):

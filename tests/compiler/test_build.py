@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from compiler.build import BuildConfig, build
-from compiler.derive import TreeFolder
 from compiler.errors import ParityError
 from compiler.grid import GRID_DIR
 from runtime.manifest import load_manifest
+from trainer.models.subnet import TreeFolder
 
 GRID = str(GRID_DIR / "scenes3-21.json")
 

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
+from edgecore.tree import identity_tree, path
 from trainer.evaluate import donor_tree, hypervolume, simplex_points, uniformity
-from trainer.tree import identity_tree, path
 
 
 def test_uniformity_is_one_when_weighted_losses_are_equal():

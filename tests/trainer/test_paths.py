@@ -5,12 +5,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from edgecore.tree import path
 from trainer.config import load_config
 from trainer.errors import TrainerError
 from trainer.models import build_models
 from trainer.paths import check_size, expected_task_loss, path_losses, path_probs
 from trainer.tasks import get_tasks
-from trainer.tree import path
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainer.regularizer import (RegularizerConfig, active_loss, branching_regularizer, inactive_loss, p_use,
-                                 rsa_affinity)
-from trainer.tree import used_nodes
+from edgecore.tree import used_nodes
+from trainer.regularizer import (
+    RegularizerConfig,
+    active_loss,
+    branching_regularizer,
+    inactive_loss,
+    p_use,
+    rsa_affinity,
+)
 
 
 def brute_force_p_use(nus):

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from edgecore.tree import used_nodes
 from trainer.config import load_config
 from trainer.models.hypernets import EdgeHypernet
 from trainer.train import get_lr, get_temperature, reinforce_task_loss, used_cost
-from trainer.tree import used_nodes
 
 
 class CountingAnchor:

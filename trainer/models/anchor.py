@@ -20,10 +20,11 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from edgecore.tree import used_nodes
 from trainer.models.blocks import BackboneSpec, bn_names, make_blocks, make_stem
 from trainer.models.heads import make_head
+from trainer.models.subnet import TreeModule
 from trainer.tasks import TaskSpec
-from trainer.tree import used_nodes
 
 Node = tuple[int, int]
 NodeDeltas = Mapping[Node, Mapping[str, torch.Tensor]]
@@ -72,6 +73,12 @@ class AnchorNet(nn.Module):
         for l in range(self.n_layers + 1):
             x = self.node(l, stream)(x)
         return [head(x) for head in self.heads]
+
+    def subnet(self, parents: Sequence[Sequence[int]],
+               deltas: NodeDeltas | None = None) -> TreeModule:
+        """The standalone inference module of one tree: its used nodes only, BN (shifted
+        by `deltas`) folded into the convs, one output per task (exportable to ONNX)."""
+        return TreeModule(self, parents, deltas)
 
     def node_bn_layout(self) -> list[tuple[Node, list[tuple[str, int]]]]:
         """Every node with its BatchNorm (name, channels): what the weight hypernet predicts."""

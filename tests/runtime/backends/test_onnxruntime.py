@@ -8,14 +8,17 @@ import torch
 
 pytest.importorskip("onnxruntime")
 
-from compiler.derive import TreeFolder, TreeModule  # noqa: E402
-from compiler.engines import get_builder  # noqa: E402
 from compiler.export import export_graph  # noqa: E402
-from runtime.backends import available, get_runner  # noqa: E402
+from runtime.backends import (  # noqa: E402
+    available,
+    get_builder,  # noqa: E402
+    get_runner,
+)
 from runtime.backends.onnxruntime import session_options  # noqa: E402
 from runtime.errors import EdgeRuntimeError  # noqa: E402
 from trainer.config import load_config  # noqa: E402
 from trainer.models import build_models  # noqa: E402
+from trainer.models.subnet import TreeFolder  # noqa: E402
 
 TREE = ((0, 0, 0), (0, 1, 1), (0, 1, 2), (2, 1, 2))
 
@@ -29,7 +32,7 @@ def engine(tmp_path_factory):
     randomise_bn(m.anchor)
     m.anchor.eval()
     d = tmp_path_factory.mktemp("ort")
-    module = TreeModule(m.anchor, TREE)
+    module = m.anchor.subnet(TREE)
     info = export_graph(module, (3, 16, 16), m.anchor.task_names, d / "graph.onnx")
     get_builder("onnxruntime").build(d / "graph.onnx", d / "engine.onnx", "fp32", info.weight_names)
     r = torch.tensor([0.2, 0.3, 0.5])

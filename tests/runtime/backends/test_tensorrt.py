@@ -12,7 +12,8 @@ OK, REASON = available("tensorrt")
 
 
 def test_importing_the_tensorrt_backend_needs_no_tensorrt():
-    code = "import runtime.backends.tensorrt, compiler.engines; import sys; print('tensorrt' in sys.modules)"
+    code = ("import sys, runtime.backends as b; b.get_builder(\"tensorrt\"); b.get_runner(\"tensorrt\"); "
+            "print(\"tensorrt\" in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
@@ -29,20 +30,19 @@ def test_unavailable_reason_is_specific():
 def test_tensorrt_engine_refits_to_each_weight_set(tmp_path, precision):
     import torch
 
-    from compiler.derive import TreeFolder, TreeModule
-    from compiler.engines import get_builder
     from compiler.export import export_graph
-    from runtime.backends import get_runner
+    from runtime.backends import BuildOptions, get_builder, get_runner
     from tests.conftest import randomise_bn
     from trainer.config import load_config
     from trainer.models import build_models
+    from trainer.models.subnet import TreeFolder
     torch.manual_seed(0)
     m = build_models(load_config("tiny"))
     randomise_bn(m.anchor)
     m.anchor.eval()
     tree = ((0, 0, 0), (0, 1, 1), (0, 1, 2), (2, 1, 2))
-    b = get_builder("tensorrt", timing_cache=tmp_path / "timing.cache")
-    info = export_graph(TreeModule(m.anchor, tree), (3, 16, 16), m.anchor.task_names, tmp_path / "g.onnx",
+    b = get_builder("tensorrt", BuildOptions(timing_cache=tmp_path / "timing.cache"))
+    info = export_graph(m.anchor.subnet(tree), (3, 16, 16), m.anchor.task_names, tmp_path / "g.onnx",
                         b.graph_precision(precision))
     b.build(tmp_path / "g.onnx", tmp_path / "e.plan", precision, info.weight_names)
     assert (tmp_path / "timing.cache").stat().st_size > 0

@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from edgecore.tree import identity_tree, path
 from trainer.config import load_config
 from trainer.models import build_models
-from trainer.tree import identity_tree, path
 
 
 @pytest.fixture

@@ -2,8 +2,15 @@ import pytest
 import torch
 
 from trainer.errors import TrainerError
-from trainer.models.blocks import (BasicBlock, InvertedResidual, conv_bn_pairs, count_params,
-                                   get_backbone, make_blocks, make_stem)
+from trainer.models.blocks import (
+    BasicBlock,
+    InvertedResidual,
+    conv_bn_pairs,
+    count_params,
+    get_backbone,
+    make_blocks,
+    make_stem,
+)
 
 
 def backbone_params(name):

@@ -1,8 +1,10 @@
-"""Derive a standalone, BN-folded PyTorch module for one tree (+ BN deltas).
+"""Standalone, BN-folded PyTorch sub-networks of the anchor net, one per tree
+(+ BN deltas): what `AnchorNet.subnet` hands out (once-for-all's
+`get_active_subnet`), and `TreeFolder`, the same weights in numpy.
 
 The module holds only the used nodes of the anchor net, each computed once
 (shared prefixes are shared), with every ConvBN folded into a biased conv by
-`runtime.fold.fold_conv_bn` - the same code the runtime uses. Parameter names
+`edgecore.fold.fold_conv_bn` - the same code the runtime uses. Parameter names
 are stable and readable (`nodes.n2_1.conv1.0.weight`: node (2, 1), i.e. stream
 1's block at layer 2), which makes them usable as ONNX initializer names and as
 keys of the weight files bound at load time.
@@ -17,15 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from runtime.fold import fold_conv_bn, fold_tree
-from runtime.signature import canonical_tree
-from trainer.models.anchor import AnchorNet
+from edgecore.fold import fold_conv_bn, fold_tree
+from edgecore.tree import canonical_tree, node_key, used_nodes
 from trainer.models.blocks import conv_bn_pairs
-from trainer.tree import used_nodes
-
-
-def node_key(layer: int, stream: int) -> str:
-    return f"n{layer}_{stream}"
 
 
 @torch.no_grad()
@@ -59,7 +55,7 @@ def _np(t: torch.Tensor | None) -> np.ndarray | None:
 class TreeModule(nn.Module):
     """Inference module for one tree: used nodes only, BN folded, one output per task."""
 
-    def __init__(self, anchor: AnchorNet, parents: Sequence[Sequence[int]],
+    def __init__(self, anchor: nn.Module, parents: Sequence[Sequence[int]],
                  deltas: Mapping[tuple[int, int], Mapping[str, torch.Tensor]] | None = None):
         super().__init__()
         self.tree = canonical_tree(parents)
@@ -87,7 +83,7 @@ class TreeModule(nn.Module):
 
 def node_arrays(module: nn.Module) -> tuple[dict[str, np.ndarray], list[tuple[str, str, float]]]:
     """A module's parameters and BN statistics as float32 numpy arrays, and its
-    (conv, bn, eps) pairs: the torch-free input of `runtime.fold.fold_params`."""
+    (conv, bn, eps) pairs: the torch-free input of `edgecore.fold.fold_params`."""
     arrays = {k: v.detach().numpy().astype(np.float32) for k, v in module.named_parameters()}
     pairs = []
     for conv, bn in conv_bn_pairs(module):
@@ -103,7 +99,7 @@ class TreeFolder:
     (about 100x cheaper than `TreeModule(...).weights()`, with the same names
     and values): the compiler calls it once per grid point."""
 
-    def __init__(self, anchor: AnchorNet):
+    def __init__(self, anchor: nn.Module):
         self.n_layers = anchor.n_layers
         self.nodes = {(l, i): node_arrays(anchor.node(l, i))
                       for l in range(anchor.n_layers + 1) for i in range(anchor.n_tasks)}

@@ -1,12 +1,15 @@
-"""BatchNorm folding (DESIGN.md section 5), in numpy so the runtime can fold
-weights for preferences the compiled grid does not hold; the compiler uses the
-same function."""
+"""BatchNorm folding (DESIGN.md section 5), in numpy: the one implementation.
+The trainer's standalone sub-networks, the compiler's weight sets and the
+runtime's exact mode (weights for preferences the compiled grid does not hold)
+all fold through these functions."""
 
 from __future__ import annotations
 
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from edgecore.tree import canonical_tree, head_prefix, node_prefix, used_nodes
 
 
 def fold_conv_bn(weight: np.ndarray, bias: np.ndarray | None, gamma: np.ndarray, beta: np.ndarray,
@@ -39,7 +42,7 @@ def fold_params(params: Mapping[str, np.ndarray], pairs: Sequence[tuple[str, str
     `params` holds the module's parameters and its BNs' running_mean/var (the
     compiler's `node_arrays`); `deltas` maps '<bn>.weight|bias' to hypernet
     deltas. Returns the folded module's parameters, named as
-    `compiler.derive.fold_module` names them (the conv keeps its name and gains
+    `trainer.models.subnet.fold_module` names them (the conv keeps its name and gains
     a bias; the BN disappears), each prefixed with `prefix`.
     """
     deltas = deltas or {}
@@ -63,16 +66,14 @@ def fold_tree(nodes: Mapping[tuple[int, int], NodeFold], heads: Sequence[NodeFol
     """Folded weights of a tree's used nodes (+ BN deltas per node) and the heads,
     named as the compiled graphs' initializers (`nodes.n<l>_<i>.<param>`,
     `heads.<j>.<param>`). The compiler and the runtime's exact mode both call this."""
-    from runtime.signature import _used, canonical_tree
     deltas = deltas or {}
-    tree = canonical_tree(tree)
-    used = _used([[max(p, 0) for p in row] for row in tree])
+    used = used_nodes(canonical_tree(tree))
     out: dict[str, np.ndarray] = {}
     for l, row in enumerate(used):
         for i, u in enumerate(row):
             if u:
                 arrays, pairs = nodes[(l, i)]
-                out.update(fold_params(arrays, pairs, deltas.get((l, i)), prefix=f"nodes.n{l}_{i}."))
+                out.update(fold_params(arrays, pairs, deltas.get((l, i)), prefix=node_prefix(l, i)))
     for j, (arrays, pairs) in enumerate(heads):
-        out.update(fold_params(arrays, pairs, prefix=f"heads.{j}."))
+        out.update(fold_params(arrays, pairs, prefix=head_prefix(j)))
     return out

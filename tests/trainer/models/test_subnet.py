@@ -3,10 +3,10 @@ import random
 import pytest
 import torch
 
-from compiler.derive import TreeModule, fold_module
 from trainer.config import load_config
 from trainer.models import build_models
 from trainer.models.blocks import BasicBlock, InvertedResidual
+from trainer.models.subnet import TreeFolder, fold_module
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_derived_module_equals_tree_model(models, seed):
     tree = [[rng.randrange(3) for _ in range(3)] for _ in range(anchor.n_layers)]
     r = torch.tensor([0.2, 0.5, 0.3])
     deltas = {k: {n: torch.randn_like(v) * 0.1 for n, v in d.items()} for k, d in models.weight(r, 0.5).items()}
-    derived = TreeModule(anchor, tree, deltas)
+    derived = anchor.subnet(tree, deltas)
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         for got, want in zip(derived(x), anchor.forward_tree(x, tree, deltas)):
@@ -49,7 +49,7 @@ def test_derived_module_equals_tree_model(models, seed):
 def test_derived_module_holds_only_used_nodes_with_readable_names(models):
     anchor = models.anchor
     trunk = [[0, 0, 0]] * anchor.n_layers  # one trunk on stream 0, split into 3 at the top block
-    derived = TreeModule(anchor, trunk)
+    derived = anchor.subnet(trunk)
     assert sorted(derived.nodes) == sorted(["n0_0", "n1_0", "n2_0", "n3_0", "n4_0", "n4_1", "n4_2"])
     names = list(derived.weights())
     assert "nodes.n4_1.conv1.0.bias" in names  # folded conv gained a bias
@@ -62,12 +62,11 @@ def test_numpy_folder_equals_folded_module(models, seed):
     same names and values as folding the derived module in torch."""
     import numpy as np
 
-    from compiler.derive import TreeFolder
     rng = random.Random(seed)
     tree = [[rng.randrange(3) for _ in range(3)] for _ in range(models.anchor.n_layers)]
     deltas = {k: {n: torch.randn_like(v) * 0.2 for n, v in d.items()}
               for k, d in models.weight(torch.tensor([0.2, 0.5, 0.3]), 0.3).items()}
-    want = TreeModule(models.anchor, tree, deltas).weights()
+    want = models.anchor.subnet(tree, deltas).weights()
     got = TreeFolder(models.anchor).weights(tree, deltas)
     assert set(got) == set(want)
     for k in want:

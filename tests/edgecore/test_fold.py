@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.fold import fold_conv_bn
+from edgecore.fold import fold_conv_bn
 
 
 @pytest.mark.parametrize("groups,bias", [(1, False), (1, True), (4, False)])

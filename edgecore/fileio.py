@@ -1,4 +1,4 @@
-"""Small file helpers shared by the runtime and the compiler: content hashes and
+"""Small file helpers shared by every package: content hashes and
 atomic writes (temp file in the same directory + rename), so a crash or Ctrl-C
 never leaves a half-written file under the final name."""
 

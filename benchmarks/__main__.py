@@ -21,8 +21,8 @@ def _parser() -> argparse.ArgumentParser:
                         ("ablations", "Table 6 ablations and the Fig. 8 tau sweep (retrains the hypernets; "
                                       "not part of all)")):
         s = sub.add_parser(name, help=help_)
-        s.add_argument("--bundle", help="compiled bundle (latency, swaps, camera, control)")
-        s.add_argument("--run", help="trainer run directory (compile, control)")
+        s.add_argument("--bundle", help="compiled bundle (latency, resolution, swaps, camera, control)")
+        s.add_argument("--run", help="trainer run directory (latency, resolution, compile, control, ablations)")
         s.add_argument("--quick", action="store_true", help="fewer repeats and smaller grids (minutes)")
         s.add_argument("--out", default=None, help="result directory (default benchmarks/results/<device>)")
     return p
@@ -33,15 +33,15 @@ def main(argv=None) -> int:
     from benchmarks import ablations, camera, compile, control, latency, resolution, summary, swaps
     out = Path(args.out) if args.out else None
     q = args.quick
-    need = {"latency": ["bundle"], "resolution": ["bundle"], "swaps": ["bundle"], "camera": ["bundle"],
+    need = {"latency": ["bundle", "run"], "resolution": ["bundle", "run"], "swaps": ["bundle"], "camera": ["bundle"],
             "compile": ["run"], "control": ["run"], "ablations": ["run"], "all": ["bundle", "run"]}[args.cmd]
     missing = [f"--{k}" for k in need if getattr(args, k) is None]
     if missing:
         print(f"benchmarks {args.cmd}: missing {' and '.join(missing)}", file=sys.stderr)
         return 2
     steps = {
-        "latency": lambda: latency.main(args.bundle, 30 if q else 200, 5 if q else 20, out=out),
-        "resolution": lambda: resolution.main(args.bundle, (32, 128) if q else (32, 64, 128),
+        "latency": lambda: latency.main(args.bundle, args.run, 30 if q else 200, 5 if q else 20, out=out),
+        "resolution": lambda: resolution.main(args.bundle, args.run, (32, 128) if q else (32, 64, 128),
                                               repeats=40 if q else 200, out=out),
         "swaps": lambda: swaps.main(args.bundle, 40 if q else 200, 100 if q else 1000, out=out),
         "camera": lambda: camera.main(args.bundle, 30.0, 120 if q else 300, out=out),

@@ -14,6 +14,24 @@ import numpy as np
 RESULTS = Path(__file__).parent / "results"
 
 
+def bundle_checkpoint(manifest, run: str | Path) -> Path:
+    """The run's checkpoint that `manifest`'s bundle was built from: bundles record the
+    checkpoint by name and sha256 (a moved bundle keeps working), so benchmarks that
+    need the PyTorch model take the run folder and check it is the same model."""
+    from edgecore.fileio import file_sha256
+    from runtime.errors import EdgeRuntimeError
+    want = manifest.model.get("checkpoint")
+    if not isinstance(want, dict) or "sha256" not in want:
+        raise EdgeRuntimeError("the bundle does not record its checkpoint's sha256: rebuild it with this compiler")
+    path = Path(run) / "model.ckpt"
+    if not path.is_file():
+        raise EdgeRuntimeError(f"--run {run}: {path} does not exist")
+    if file_sha256(path) != want["sha256"]:
+        raise EdgeRuntimeError(f"--run {run}: {path} is not the checkpoint this bundle was built from "
+                               f"(sha256 differs from the manifest's)")
+    return path
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

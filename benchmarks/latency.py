@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import machine, pct, write
+from benchmarks.common import bundle_checkpoint, machine, pct, write
 
 
 def _timed(fn, xs, warmup: int, repeats: int) -> list[float]:
@@ -95,7 +95,7 @@ def export_engine(module, shape, names, path: Path):
     return path.with_suffix(".engine.onnx"), module.weights()
 
 
-def measure(bundle: str, repeats: int = 200, warmup: int = 20, threads: int = 0) -> dict:
+def measure(bundle: str, run: str, repeats: int = 200, warmup: int = 20, threads: int = 0) -> dict:
     import torch
 
     from edgecore.tree import identity_tree
@@ -103,7 +103,7 @@ def measure(bundle: str, repeats: int = 200, warmup: int = 20, threads: int = 0)
     from runtime.weights import load_weights
     from trainer.checkpoint import load_checkpoint
     m = load_manifest(bundle)
-    _, models, _ = load_checkpoint(m.model["checkpoint"])
+    _, models, _ = load_checkpoint(bundle_checkpoint(m, run))
     anchor = models.anchor.eval()
     names = [t.name for t in m.tasks]
     xs = [np.random.default_rng(i).standard_normal((1, *m.input.shape)).astype(np.float32) for i in range(4)]
@@ -199,8 +199,8 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(bundle: str, repeats: int = 200, warmup: int = 20, threads: int = 0, out=None) -> dict:
-    res = {"machine": machine(), **measure(bundle, repeats, warmup, threads)}
+def main(bundle: str, run: str, repeats: int = 200, warmup: int = 20, threads: int = 0, out=None) -> dict:
+    res = {"machine": machine(), **measure(bundle, run, repeats, warmup, threads)}
     d = write("latency", res, markdown(res), out)
     plot(res, d / "latency_vs_flops.png")
     print(markdown(res))

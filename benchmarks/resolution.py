@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import machine, pct, write
+from benchmarks.common import bundle_checkpoint, machine, pct, write
 from benchmarks.latency import P1_TOLERANCE, engine_runner, export_engine, p1_verdict, pair_block, paired
 
 
@@ -48,14 +48,14 @@ def _size_rows(anchor, m, bundle, size, repeats, warmup, threads, tmp: Path) -> 
     return rows
 
 
-def measure(bundle: str, sizes=(32, 64, 128), threads=(1, 0), repeats: int = 200, warmup: int = 10) -> dict:
+def measure(bundle: str, run: str, sizes=(32, 64, 128), threads=(1, 0), repeats: int = 200, warmup: int = 10) -> dict:
     """One P1 row set per (size, ORT threads; 0 = all cores)."""
     import torch
 
     from runtime.manifest import load_manifest
     from trainer.checkpoint import load_checkpoint
     m = load_manifest(bundle)
-    anchor = load_checkpoint(m.model["checkpoint"])[1].anchor.eval()
+    anchor = load_checkpoint(bundle_checkpoint(m, run))[1].anchor.eval()
     out = {"bundle": str(bundle), "trained_size": m.input.shape[1], "repeats": repeats, "configs": []}
     with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
@@ -102,8 +102,9 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(bundle: str, sizes=(32, 64, 128), threads=(1, 0), repeats: int = 200, warmup: int = 10, out=None) -> dict:
-    res = {"machine": machine(), **measure(bundle, sizes, threads, repeats, warmup)}
+def main(bundle: str, run: str, sizes=(32, 64, 128), threads=(1, 0), repeats: int = 200, warmup: int = 10,
+         out=None) -> dict:
+    res = {"machine": machine(), **measure(bundle, run, sizes, threads, repeats, warmup)}
     d = write("resolution", res, markdown(res), out)
     plot(res, d / "p1_by_input_size.png")
     print(markdown(res))

@@ -1,11 +1,15 @@
 """`compiler build`: preference grid -> deduplicated, BN-folded, verified engines.
 
-Stages (each timed, long ones with a progress bar):
-  derive  every grid point -> argmax tree (edge hypernet) + BN deltas (weight hypernet)
+A pipeline of values: each stage is a function that takes what it needs and
+returns what the next one needs (each timed, long ones with a progress bar).
+  load    checkpoint, grid, backend builder and its device identity  -> Source
+  derive  every grid point -> argmax tree (edge hypernet) + BN deltas (weight hypernet),
+          each distinct tree's params and FLOPs                       -> Plan
   fold    per point: the tree's used nodes with BN (+ deltas) folded -> weights/<id>.npz
   export  per signature: ONNX graph of the unadapted tree (cached by content)
-  engine  per signature: backend engine (cached by content)
+  engine  per signature: backend engine (cached by content, keyed by its graph's key)
   parity  per point: engine with the point's weights bound vs the PyTorch tree model
+  publish manifest.json written last, the staging folder renamed into place
 Everything is written to a staging directory next to BUNDLE_DIR and renamed
 into place at the end: a failed, interrupted or parity-failing build leaves
 no bundle behind.
@@ -21,7 +25,7 @@ import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +38,9 @@ from compiler.errors import CompilerError, ParityError
 from compiler.export import INPUT_NAME, OPSET, export_graph
 from compiler.grid import GridPoint, load_grid
 from compiler.hyper import export_hypernets
-from edgecore.fileio import atomic_write_text
+from edgecore.fileio import atomic_write_text, file_sha256
 from edgecore.tree import canonical_tree, identity_tree, tree_signature, used_nodes
-from runtime.backends import BuildOptions, get_builder, get_runner, precisions
+from runtime.backends import BuildOptions, EngineBuilder, get_builder, get_runner, precisions
 from runtime.errors import EdgeRuntimeError
 from runtime.manifest import EngineRef, GridEntry, InputSpec, Manifest, SignatureInfo, TaskInfo
 from runtime.weights import load_weights, save_weights
@@ -67,14 +71,51 @@ class BuildConfig:
     hypernets: bool = True  # export hypernets.onnx + anchor.npz for the runtime's exact mode
 
 
-@dataclass
+@dataclass(frozen=True)
+class Source:
+    """What the build reads: the trained model, the grid and the target."""
+
+    models: object  # trainer.models.Models
+    payload: dict
+    fit_cfg: object  # trainer.config.FitConfig
+    grid: list[GridPoint]
+    shape: tuple[int, ...]
+    identity: str  # content hash of what engines depend on
+    device: dict  # the builder's identity: device slug, backend version, ...
+
+    @property
+    def anchor(self):
+        return self.models.anchor
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t["name"] for t in self.payload["tasks"]]
+
+
+@dataclass(frozen=True)
 class Point:
     grid: GridPoint
     tree: tuple
     signature: str
     deltas: dict
-    weights_id: str = ""
-    parity: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The derived points, their distinct trees and each tree's cost."""
+
+    points: list[Point]
+    trees: dict[str, tuple]  # signature -> canonical tree
+    costs: dict[str, tuple[int, float]]  # signature -> (params, FLOPs)
+    full: tuple[int, float]  # the whole anchor net
+
+
+@dataclass(frozen=True)
+class Graph:
+    path: Path  # in the cache
+    key: str
+    weight_names: tuple[str, ...]
+    output_names: tuple[str, ...]
 
 
 @dataclass
@@ -96,6 +137,8 @@ class BuildReport:
 
 
 class Stages:
+    """Seconds per stage: `with stages("fold"): ...`."""
+
     def __init__(self):
         self.seconds: dict[str, float] = {}
 
@@ -121,6 +164,31 @@ def model_identity(anchor: torch.nn.Module, payload: dict) -> str:
     return h.hexdigest()[:24]
 
 
+# -- stages ---------------------------------------------------------------------------
+def engine_builder(cfg: BuildConfig, cache: CompileCache) -> EngineBuilder:
+    """The backend's builder, checked before anything heavy is loaded."""
+    if cfg.precision not in precisions():
+        raise CompilerError(f"--precision must be one of {precisions()}, found {cfg.precision!r}")
+    if cfg.jobs < 1:
+        raise CompilerError(f"--jobs must be >= 1, found {cfg.jobs}")
+    try:
+        timing_cache = cache.root / "timing" / f"{cfg.backend}.cache"
+        builder = get_builder(cfg.backend, BuildOptions(cfg.workspace_mb, timing_cache))
+        builder.check(cfg.precision)
+    except EdgeRuntimeError as exc:
+        raise CompilerError(str(exc)) from None
+    return builder
+
+
+def load(cfg: BuildConfig, builder: EngineBuilder) -> Source:
+    try:
+        fit_cfg, models, payload = load_checkpoint(cfg.checkpoint)
+    except TrainerError as exc:
+        raise CompilerError(str(exc)) from None
+    return Source(models, payload, fit_cfg, load_grid(cfg.prefs, len(payload["tasks"])),
+                  tuple(payload["input_spec"]["shape"]), model_identity(models.anchor, payload), builder.identity())
+
+
 @torch.no_grad()
 def derive_points(models, grid: list[GridPoint]) -> list[Point]:
     """Argmax tree, signature and BN deltas of every grid point."""
@@ -134,191 +202,116 @@ def derive_points(models, grid: list[GridPoint]) -> list[Point]:
     return points
 
 
-class Builder:
-    """One build: holds the loaded model, cache, staging dir and the per-stage results."""
+def derive(src: Source, cache: CompileCache) -> Plan:
+    points = derive_points(src.models, src.grid)
+    trees = {p.signature: p.tree for p in points}
+    costs = {sig: tree_costs(src, tree, cache) for sig, tree in trees.items()}
+    full = tree_costs(src, identity_tree(src.anchor.n_layers, len(src.task_names)), cache)
+    return Plan(points, trees, costs, (count_params(src.anchor), full[1]))  # every stream and head
 
-    def __init__(self, cfg: BuildConfig, console: Console):
-        self.cfg, self.console = cfg, console
-        self.stages = Stages()
-        self.cache = CompileCache(cfg.cache)
-        if cfg.precision not in precisions():
-            raise CompilerError(f"--precision must be one of {precisions()}, found {cfg.precision!r}")
-        if cfg.jobs < 1:
-            raise CompilerError(f"--jobs must be >= 1, found {cfg.jobs}")
-        try:
-            self.engine_builder = get_builder(cfg.backend, BuildOptions(cfg.workspace_mb,
-                                                                        self.cache.root / "timing" / f"{cfg.backend}.cache"))
-            self.engine_builder.check(cfg.precision)  # fail fast, before loading anything heavy
-        except EdgeRuntimeError as exc:
-            raise CompilerError(str(exc)) from None
 
-    def load(self) -> None:
-        with self.stages("load"):
-            try:
-                fit_cfg, self.models, self.payload = load_checkpoint(self.cfg.checkpoint)
-            except TrainerError as exc:
-                raise CompilerError(str(exc)) from None
-            self.anchor = self.models.anchor
-            self.tasks = self.payload["tasks"]
-            self.grid = load_grid(self.cfg.prefs, len(self.tasks))
-            self.shape = tuple(self.payload["input_spec"]["shape"])
-            self.identity = model_identity(self.anchor, self.payload)
-            self.device = self.engine_builder.identity()
-            self.fit_cfg = fit_cfg
+def tree_costs(src: Source, tree, cache: CompileCache) -> tuple[int, float]:
+    """(params, FLOPs) of a tree; memoised, FLOP counting costs ~0.5 s per tree."""
+    fields = {"model": src.identity, "tree": [list(r) for r in tree], "shape": list(src.shape),
+              "torch": torch.__version__}
+    params, flops = cache.memo_json("costs", "flops", fields, lambda: tree_cost(src.anchor, tree, src.shape[1]))
+    return int(params), float(flops)
 
-    def derive(self) -> None:
-        with self.stages("derive"):
-            self.points = derive_points(self.models, self.grid)
-            self.trees = {p.signature: p.tree for p in self.points}
-            self.costs = {sig: self._cost(tree) for sig, tree in self.trees.items()}
-            full = self._cost(identity_tree(self.anchor.n_layers, len(self.tasks)))
-            self.full = (count_params(self.anchor), full[1])  # every stream and head: all anchor params
 
-    def _cost(self, tree) -> tuple[int, float]:
-        """(params, FLOPs) of a tree; cached, FLOP counting costs ~0.5 s per tree."""
-        fields = {"model": self.identity, "tree": [list(r) for r in tree], "shape": list(self.shape),
-                  "torch": torch.__version__}
+def fold(src: Source, points: list[Point], stage: Path, progress: Progress) -> list[str]:
+    """Writes every point's folded weight set; returns their ids, in point order."""
+    bar = progress.add_task("fold", total=len(points))
+    folder, ids = TreeFolder(src.anchor), []
+    for p in points:
+        ids.append(save_weights(folder.weights(p.tree, p.deltas), stage / "weights"))
+        progress.advance(bar)
+    return ids
 
-        def count(tmp: Path) -> None:
-            tmp.write_text(json.dumps(tree_cost(self.anchor, tree, self.shape[1])))
-        params, flops = json.loads(self.cache.get_or_build("costs", "flops", fields, ".cost", count).path.read_text())
-        return int(params), float(flops)
 
-    def fold(self, stage: Path, progress: Progress) -> None:
-        with self.stages("fold"):
-            bar = progress.add_task("fold", total=len(self.points))
-            folder = TreeFolder(self.anchor)
-            for p in self.points:
-                p.weights_id = save_weights(folder.weights(p.tree, p.deltas), stage / "weights")
-                progress.advance(bar)
+def export(src: Source, trees: dict[str, tuple], graph_precision: str, cache: CompileCache, stage: Path,
+           progress: Progress) -> dict[str, Graph]:
+    """Per signature: the unadapted tree's ONNX graph (grid-independent, so cacheable)."""
+    bar = progress.add_task("export", total=len(trees))
+    (stage / "graphs").mkdir(exist_ok=True)
+    graphs = {}
+    for sig, tree in trees.items():
+        fields = {"model": src.identity, "signature": sig, "precision": graph_precision, "opset": OPSET,
+                  "torch": torch.__version__, "shape": list(src.shape)}
 
-    def export(self, stage: Path, progress: Progress) -> None:
-        with self.stages("export"):
-            bar = progress.add_task("export", total=len(self.trees))
-            self.graphs: dict[str, tuple[Path, dict]] = {}
-            gp = self.engine_builder.graph_precision(self.cfg.precision)
-            for sig, tree in self.trees.items():
-                fields = {"model": self.identity, "signature": sig, "precision": gp, "opset": OPSET,
-                          "torch": torch.__version__, "shape": list(self.shape)}
-                def build(tmp: Path, tree=tree) -> dict:
-                    module = self.anchor.subnet(tree)  # unadapted weights: grid-independent, cacheable
-                    info = export_graph(module, self.shape, [t["name"] for t in self.tasks], tmp, gp)
-                    return {"weight_names": list(info.weight_names), "output_names": list(info.output_names)}
+        def write(tmp: Path, tree=tree) -> dict:
+            info = export_graph(src.anchor.subnet(tree), src.shape, src.task_names, tmp, graph_precision)
+            return {"weight_names": list(info.weight_names), "output_names": list(info.output_names)}
+        entry = cache.get_or_build("graphs", graph_precision, fields, ".onnx", write)
+        shutil.copyfile(entry.path, stage / "graphs" / f"{sig}.onnx")
+        graphs[sig] = Graph(entry.path, entry.key, tuple(entry.meta["weight_names"]),
+                            tuple(entry.meta["output_names"]))
+        progress.advance(bar)
+    return graphs
 
-                entry = self.cache.get_or_build("graphs", gp, fields, ".onnx", build)
-                (stage / "graphs").mkdir(exist_ok=True)
-                shutil.copyfile(entry.path, stage / "graphs" / f"{sig}.onnx")
-                self.graphs[sig] = (entry.path, entry.meta)
-                progress.advance(bar)
 
-    def engines(self, stage: Path, progress: Progress) -> None:
-        with self.stages("engine"):
-            bar = progress.add_task("engine", total=len(self.trees))
-            b, dev = self.engine_builder, self.device
-            subdir = f"{b.name}/{dev['device']}"
+def engines(src: Source, graphs: dict[str, Graph], builder: EngineBuilder, cfg: BuildConfig, cache: CompileCache,
+            stage: Path, progress: Progress) -> dict[str, EngineRef]:
+    """Per signature: the backend's engine, keyed by its graph's key (a graph rebuilt by a
+    new exporter never reuses an old engine); built on `cfg.jobs` threads."""
+    bar = progress.add_task("engine", total=len(graphs))
+    subdir = f"{builder.name}/{src.device['device']}"
 
-            def one(sig: str):
-                graph, meta = self.graphs[sig]
-                fields = {"model": self.identity, "signature": sig, "backend": b.name, "precision": self.cfg.precision,
-                          "shape": list(self.shape), **dev}
-                names = tuple(meta["weight_names"])
-                entry = self.cache.get_or_build("engines", subdir, fields, b.suffix,
-                                                lambda tmp: b.build(graph, tmp, self.cfg.precision, names))
-                progress.advance(bar)
-                return sig, entry
+    def one(sig: str):
+        g = graphs[sig]
+        fields = {"model": src.identity, "signature": sig, "graph": g.key, "backend": builder.name,
+                  "precision": cfg.precision, "shape": list(src.shape), **src.device}
+        entry = cache.get_or_build("engines", subdir, fields, builder.suffix,
+                                   lambda tmp: builder.build(g.path, tmp, cfg.precision, g.weight_names))
+        progress.advance(bar)
+        return sig, entry
+    with ThreadPoolExecutor(cfg.jobs) as pool:
+        entries = dict(pool.map(one, graphs))
+    refs = {}
+    for sig, entry in entries.items():
+        rel = Path("engines") / subdir / entry.path.name
+        (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(entry.path, stage / rel)
+        refs[sig] = EngineRef(builder.name, cfg.precision, src.device["device"], entry.key, str(rel),
+                              entry.meta["sha256"])
+    return refs
 
-            with ThreadPoolExecutor(self.cfg.jobs) as pool:
-                entries = dict(pool.map(one, self.trees))
-            self.engine_refs = {}
-            for sig, entry in entries.items():
-                rel = Path("engines") / subdir / entry.path.name
-                (stage / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(entry.path, stage / rel)
-                self.engine_refs[sig] = EngineRef(b.name, self.cfg.precision, dev["device"], entry.key, str(rel),
-                                                  entry.meta["sha256"])
 
-    def parity(self, stage: Path, progress: Progress) -> None:
-        with self.stages("parity"):
-            bar = progress.add_task("parity", total=len(self.points))
-            rng = np.random.default_rng(self.cfg.seed)
-            xs = rng.standard_normal((self.cfg.parity_inputs, *self.shape)).astype(np.float32)
-            tol = self.cfg.parity_tol if self.cfg.precision == "fp32" else FP16_TOL
-            failures = []
-            for p in self.points:
-                ref = self.engine_refs[p.signature]
-                # A pure function of engine, weights and inputs: cached, so a repeated build skips it.
-                fields = {"engine": ref.key, "weights": p.weights_id, "seed": self.cfg.seed, "n": len(xs)}
-                entry = self.cache.get_or_build("parity", f"{ref.backend}/{ref.device}", fields, ".parity",
-                                                lambda tmp, p=p: self._check(stage, p, xs, tmp))
-                p.parity = json.loads(entry.path.read_text())
-                worst = max(e["rel"] for e in p.parity.values())
-                if not worst <= tol:  # also catches NaN
-                    failures.append((worst, p.grid.name, p.signature))
-                progress.advance(bar)
-            if failures:
-                worst, name, sig = max(failures)
-                raise ParityError(f"{len(failures)} of {len(self.points)} grid points exceed the parity tolerance "
-                                  f"{tol:g} (relative to the output scale); worst {worst:.3g} at {name!r} "
-                                  f"(signature {sig}). Nothing was published.")
+def parity(src: Source, points: list[Point], weight_ids: list[str], refs: dict[str, EngineRef], cfg: BuildConfig,
+           cache: CompileCache, stage: Path, progress: Progress) -> list[dict]:
+    """Per point: {task: errors} of its engine with its weights bound against the PyTorch
+    tree model; raises ParityError (nothing published) if any exceeds the tolerance."""
+    bar = progress.add_task("parity", total=len(points))
+    xs = np.random.default_rng(cfg.seed).standard_normal((cfg.parity_inputs, *src.shape)).astype(np.float32)
+    tol = cfg.parity_tol if cfg.precision == "fp32" else FP16_TOL
+    results, failures = [], []
+    for p, wid in zip(points, weight_ids):
+        ref = refs[p.signature]
+        # A pure function of engine, weights and inputs: memoised, so a repeated build skips it.
+        fields = {"engine": ref.key, "weights": wid, "seed": cfg.seed, "n": len(xs)}
+        errors = cache.memo_json("parity", f"{ref.backend}/{ref.device}", fields,
+                                 lambda p=p, wid=wid, ref=ref: check_point(src, p, ref, stage, wid, xs))
+        results.append(errors)
+        worst = max(e["rel"] for e in errors.values())
+        if not worst <= tol:  # also catches NaN
+            failures.append((worst, p.grid.name, p.signature))
+        progress.advance(bar)
+    if failures:
+        worst, name, sig = max(failures)
+        raise ParityError(f"{len(failures)} of {len(points)} grid points exceed the parity tolerance {tol:g} "
+                          f"(relative to the output scale); worst {worst:.3g} at {name!r} (signature {sig}). "
+                          f"Nothing was published.")
+    return results
 
-    @torch.no_grad()
-    def _check(self, stage: Path, p: Point, xs: np.ndarray, out: Path) -> None:
-        """Engine with the point's weights bound vs the unfolded PyTorch tree model."""
-        refs = [o.numpy() for o in self.anchor.forward_tree(torch.from_numpy(xs), p.tree, p.deltas)]
-        weights = load_weights(stage / "weights" / f"{p.weights_id}.npz")
-        # A fresh runner per point: one thread skips spinning up a thread pool each time.
-        with get_runner(self.cfg.backend)(stage / self.engine_refs[p.signature].path, weights, threads=1) as runner:
-            outs = [runner.run(x[None]) for x in xs]
-        out.write_text(json.dumps(_errors([t["name"] for t in self.tasks], refs, outs)))
 
-    def samples(self, stage: Path, n: int = 48, upscale: int = 4) -> None:
-        """Sample frames for `runtime run --source synthetic` (the runtime cannot render:
-        the scene generator lives in the trainer): RGB uint8, larger than the
-        network input, as a camera's would be. Cached: rendering takes seconds."""
-        from trainer.data.scenes import GENERATOR_VERSION, render_scenes
-        data, size = self.fit_cfg.data, self.shape[1] * upscale
-        fields = {"n": n, "size": size, "seed": data.seed + 7919, "max_objects": data.max_objects,
-                  "generator": GENERATOR_VERSION}
-
-        def render(tmp: Path) -> None:
-            images = render_scenes(n, size, seed=fields["seed"], max_objects=data.max_objects)["image"]
-            with open(tmp, "wb") as f:
-                np.save(f, np.ascontiguousarray(images.astype(np.uint8).transpose(0, 2, 3, 1)))
-        with self.stages("samples"):
-            entry = self.cache.get_or_build("samples", "scenes", fields, ".npy", render)
-            (stage / "samples").mkdir()
-            shutil.copyfile(entry.path, stage / "samples" / "frames.npy")
-
-    def manifest(self) -> Manifest:
-        sigs = {}
-        for sig, tree in self.trees.items():
-            _, meta = self.graphs[sig]
-            params, flops = self.costs[sig]
-            sigs[sig] = SignatureInfo(sig, tree, tuple(sum(r) for r in used_nodes(tree)), params, flops,
-                                      f"graphs/{sig}.onnx", INPUT_NAME, tuple(meta["output_names"]),
-                                      tuple(meta["weight_names"]), (self.engine_refs[sig],))
-        grid = tuple(GridEntry(p.grid.name, p.grid.preference.r, p.grid.preference.c, p.signature, p.weights_id,
-                               p.parity) for p in self.points)
-        spec = self.payload["input_spec"]
-        model = {"identity": self.identity, "checkpoint": str(Path(self.cfg.checkpoint).resolve()),
-                 "backbone": self.fit_cfg.model.backbone, "config": self.payload["config"]}
-        tasks = tuple(TaskInfo(t["name"], t["kind"], t["channels"]) for t in self.tasks)
-        return Manifest(model=model, tasks=tasks,
-                        input=InputSpec(tuple(spec["shape"]), spec["colour_order"], spec["scale"],
-                                        tuple(spec["mean"]), tuple(spec["std"])),
-                        full_net={"params": self.full[0], "flops": self.full[1]}, signatures=sigs, grid=grid,
-                        hypernets=getattr(self, "hypernets", None),
-                        build={"backend": self.cfg.backend, "precision": self.cfg.precision, "device": self.device,
-                               "config": vars(self.cfg) | {}, "cache": self.cache.stats, "stages": self.stages.seconds,
-                               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-
-    def report(self, out: Path) -> BuildReport:
-        def rel(values):
-            return (min(values), statistics.median(values), max(values))
-        return BuildReport(out, len(self.points), len(self.trees), len({p.weights_id for p in self.points}),
-                           self.cache.stats, rel([c[0] / self.full[0] for c in self.costs.values()]),
-                           rel([c[1] / self.full[1] for c in self.costs.values()]),
-                           max(e["rel"] for p in self.points for e in p.parity.values()), self.stages.seconds)
+@torch.no_grad()
+def check_point(src: Source, p: Point, engine: EngineRef, stage: Path, weights_id: str, xs: np.ndarray) -> dict:
+    """Engine with the point's weights bound vs the unfolded PyTorch tree model."""
+    refs = [o.numpy() for o in src.anchor.forward_tree(torch.from_numpy(xs), p.tree, p.deltas)]
+    weights = load_weights(stage / "weights" / f"{weights_id}.npz")
+    # A fresh runner per point: one thread skips spinning up a thread pool each time.
+    with get_runner(engine.backend)(stage / engine.path, weights, threads=1) as runner:
+        outs = [runner.run(x[None]) for x in xs]
+    return _errors(src.task_names, refs, outs)
 
 
 def _errors(names: list[str], refs: list[np.ndarray], outs: list[list[np.ndarray]]) -> dict:
@@ -333,6 +326,67 @@ def _errors(names: list[str], refs: list[np.ndarray], outs: list[list[np.ndarray
     return errs
 
 
+def samples(src: Source, cache: CompileCache, stage: Path, n: int = 48, upscale: int = 4) -> None:
+    """Sample frames for `runtime run --source synthetic` (the runtime cannot render:
+    the scene generator lives in the trainer): RGB uint8, larger than the
+    network input, as a camera's would be. Cached: rendering takes seconds."""
+    from trainer.data.scenes import GENERATOR_VERSION, render_scenes
+    data, size = src.fit_cfg.data, src.shape[1] * upscale
+    fields = {"n": n, "size": size, "seed": data.seed + 7919, "max_objects": data.max_objects,
+              "generator": GENERATOR_VERSION}
+
+    def render(tmp: Path) -> None:
+        images = render_scenes(n, size, seed=fields["seed"], max_objects=data.max_objects)["image"]
+        with open(tmp, "wb") as f:
+            np.save(f, np.ascontiguousarray(images.astype(np.uint8).transpose(0, 2, 3, 1)))
+    entry = cache.get_or_build("samples", "scenes", fields, ".npy", render)
+    (stage / "samples").mkdir()
+    shutil.copyfile(entry.path, stage / "samples" / "frames.npy")
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """Everything the manifest records, once every stage has run."""
+
+    plan: Plan
+    graphs: dict[str, Graph]
+    refs: dict[str, EngineRef]
+    weight_ids: list[str]
+    parity: list[dict]
+    hypernets: dict | None
+
+
+def manifest(cfg: BuildConfig, src: Source, c: Compiled, build_info: dict) -> Manifest:
+    sigs = {}
+    for sig, tree in c.plan.trees.items():
+        g, (params, flops) = c.graphs[sig], c.plan.costs[sig]
+        sigs[sig] = SignatureInfo(sig, tree, tuple(sum(r) for r in used_nodes(tree)), params, flops,
+                                  f"graphs/{sig}.onnx", INPUT_NAME, g.output_names, g.weight_names, (c.refs[sig],))
+    grid = tuple(GridEntry(p.grid.name, p.grid.preference.r, p.grid.preference.c, p.signature, wid, par)
+                 for p, wid, par in zip(c.plan.points, c.weight_ids, c.parity))
+    spec = src.payload["input_spec"]
+    # The checkpoint by identity, not by path: a moved bundle keeps working.
+    model = {"identity": src.identity, "checkpoint": {"name": Path(cfg.checkpoint).name,
+                                                      "sha256": file_sha256(cfg.checkpoint)},
+             "backbone": src.fit_cfg.model.backbone, "config": src.payload["config"]}
+    tasks = tuple(TaskInfo(t["name"], t["kind"], t["channels"]) for t in src.payload["tasks"])
+    return Manifest(model=model, tasks=tasks,
+                    input=InputSpec(tuple(spec["shape"]), spec["colour_order"], spec["scale"], tuple(spec["mean"]),
+                                    tuple(spec["std"])),
+                    full_net={"params": c.plan.full[0], "flops": c.plan.full[1]}, signatures=sigs, grid=grid,
+                    hypernets=c.hypernets, build=build_info)
+
+
+def report(out: Path, c: Compiled, cache: CompileCache, seconds: dict) -> BuildReport:
+    def rel(values):
+        return (min(values), statistics.median(values), max(values))
+    full = c.plan.full
+    return BuildReport(out, len(c.plan.points), len(c.plan.trees), len(set(c.weight_ids)), cache.stats,
+                       rel([p / full[0] for p, _ in c.plan.costs.values()]),
+                       rel([f / full[1] for _, f in c.plan.costs.values()]),
+                       max(e["rel"] for errs in c.parity for e in errs.values()), seconds)
+
+
 def publish(stage: Path, out: Path) -> None:
     """Moves the finished staging dir to `out`, replacing an older bundle there."""
     old = out.parent / f".{out.name}.old-{os.getpid()}"
@@ -342,36 +396,57 @@ def publish(stage: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+# -- the pipeline ---------------------------------------------------------------------
 def build(cfg: BuildConfig, console: Console | None = None) -> BuildReport:
     """Runs every stage and publishes BUNDLE_DIR; raises CompilerError / ParityError."""
     console = console or Console(stderr=True)
-    t0 = time.perf_counter()
+    t0, timed, cache = time.perf_counter(), Stages(), CompileCache(cfg.cache)
     # Compile work is many tiny ops (batch-1 reference passes of small nets, next to
     # ONNX Runtime's own pool): one torch thread avoids OpenMP spin contention,
     # which made each small conv ~10x slower on 2 cores.
     torch.set_num_threads(1)
-    b = Builder(cfg, console)
+    builder = engine_builder(cfg, cache)  # fail fast, before loading anything heavy
     out = Path(cfg.out)
     if out.exists() and not (out / "manifest.json").is_file():
         raise CompilerError(f"--out {out} exists and is not a bundle: refusing to replace it")
-    b.load()
-    b.derive()
+    with timed("load"):
+        src = load(cfg, builder)
+    with timed("derive"):
+        plan = derive(src, cache)
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
         stage.mkdir()
-        with _progress(console) as progress:
-            b.fold(stage, progress)
-            b.export(stage, progress)
-            b.engines(stage, progress)
-            b.parity(stage, progress)
-        b.samples(stage)
-        if cfg.hypernets:
-            with b.stages("hypernets"):
-                b.hypernets = export_hypernets(b.models, stage)
-        b.stages.seconds["total"] = round(time.perf_counter() - t0, 3)
-        atomic_write_text(stage / "manifest.json", json.dumps(b.manifest().to_dict(), indent=1))
+        compiled = _compile(cfg, src, plan, builder, cache, stage, timed, console)
+        timed.seconds["total"] = round(time.perf_counter() - t0, 3)
+        # No paths of the build machine: a bundle is copied to devices and must not depend on them.
+        config = {k: v for k, v in vars(cfg).items() if k not in ("checkpoint", "out", "cache")}
+        config["prefs"] = Path(cfg.prefs).name
+        info = {"backend": cfg.backend, "precision": cfg.precision, "device": src.device, "config": config,
+                "cache": cache.stats, "stages": timed.seconds,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        atomic_write_text(stage / "manifest.json", json.dumps(manifest(cfg, src, compiled, info).to_dict(), indent=1))
         publish(stage, out)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    return b.report(out)
+    return report(out, compiled, cache, timed.seconds)
+
+
+def _compile(cfg: BuildConfig, src: Source, plan: Plan, builder: EngineBuilder, cache: CompileCache, stage: Path,
+             timed: Stages, console: Console) -> Compiled:
+    with _progress(console) as progress:
+        with timed("fold"):
+            weight_ids = fold(src, plan.points, stage, progress)
+        with timed("export"):
+            graphs = export(src, plan.trees, builder.graph_precision(cfg.precision), cache, stage, progress)
+        with timed("engine"):
+            refs = engines(src, graphs, builder, cfg, cache, stage, progress)
+        with timed("parity"):
+            errors = parity(src, plan.points, weight_ids, refs, cfg, cache, stage, progress)
+    with timed("samples"):
+        samples(src, cache, stage)
+    hypernets = None
+    if cfg.hypernets:
+        with timed("hypernets"):
+            hypernets = export_hypernets(src.models, stage)
+    return Compiled(plan, graphs, refs, weight_ids, errors, hypernets)

@@ -80,6 +80,13 @@ class CompileCache:
         counts[entry.status] += 1
         return entry
 
+    def memo_json(self, kind: str, subdir: str, fields: dict, compute: Callable[[], object]) -> object:
+        """`compute()`'s JSON-serialisable result, memoised under `fields` (FLOP counts,
+        parity errors: pure functions of their inputs that cost seconds)."""
+        def write(tmp: Path) -> None:
+            tmp.write_text(json.dumps(compute()))
+        return json.loads(self.get_or_build(kind, subdir, fields, ".memo", write).path.read_text())
+
     def _get_or_build(self, kind, subdir, fields, suffix, build) -> Entry:
         key = cache_key(fields)
         data, meta_path = self.paths(kind, subdir, key, suffix)

@@ -23,7 +23,9 @@ from trainer.models.subnet import TreeFolder
 PLAN_VERSION = 1
 
 
-class _Both(nn.Module):
+class HypernetPair(nn.Module):
+    """Both hypernets as one module with inputs (r, c): the graph the runtime's exact mode runs."""
+
     def __init__(self, edge, weight):
         super().__init__()
         self.edge, self.weight = edge, weight
@@ -40,7 +42,7 @@ def export_hypernets(models, directory: Path) -> dict:
     n = anchor.n_tasks
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_Both(models.edge, models.weight).eval(), (torch.full((n,), 1 / n), torch.zeros(1)),
+        torch.onnx.export(HypernetPair(models.edge, models.weight).eval(), (torch.full((n,), 1 / n), torch.zeros(1)),
                           str(directory / "hypernets.onnx"), dynamo=False, opset_version=OPSET,
                           input_names=["r", "c"], output_names=["edge_logits", "bn_deltas"])
     folder = TreeFolder(anchor)

@@ -23,13 +23,13 @@ def bundle(tiny_bundle, tmp_path):
 
 def test_every_benchmark_writes_json_markdown_and_plots(bundle, tiny_run, tmp_path):
     out = tmp_path / "results"
-    lat = latency.main(str(bundle), repeats=3, warmup=1, out=out)
+    lat = latency.main(str(bundle), str(tiny_run), repeats=3, warmup=1, out=out)
     assert {r["signature"] for r in lat["signatures"]} == set(json.loads((bundle / "manifest.json").read_text())
                                                              ["signatures"])
     assert all(r["engine"]["p50"] > 0 and 0 < r["flops_ratio"] <= 1 for r in lat["signatures"])
     lat_sigs = [r["signature"] for r in lat["signatures"]]
     assert lat["peak"]["peak_gflops"] > 0 and "P2" in (out / "latency.md").read_text()
-    res = resolution.main(str(bundle), sizes=(16, 32), threads=(1,), repeats=3, warmup=1, out=out)
+    res = resolution.main(str(bundle), str(tiny_run), sizes=(16, 32), threads=(1,), repeats=3, warmup=1, out=out)
     assert [(c["size"], c["threads"]) for c in res["configs"]] == [(16, 1), (32, 1)]
     for c in res["configs"]:
         assert {r["signature"] for r in c["rows"]} == set(lat_sigs)
@@ -53,3 +53,14 @@ def test_every_benchmark_writes_json_markdown_and_plots(bundle, tiny_run, tmp_pa
 def test_cli_reports_missing_arguments(capsys):
     assert bench_main(["all", "--bundle", "x"]) == 2
     assert "missing --run" in capsys.readouterr().err
+
+
+def test_benchmarks_check_that_the_run_is_the_bundles_model(bundle, tiny_run, tmp_path):
+    from runtime.errors import EdgeRuntimeError
+    other = tmp_path / "other-run"
+    other.mkdir()
+    (other / "model.ckpt").write_bytes((tiny_run / "model.ckpt").read_bytes() + b"\0")
+    with pytest.raises(EdgeRuntimeError, match="not the checkpoint this bundle was built from"):
+        latency.main(str(bundle), str(other), repeats=1, warmup=0, out=tmp_path / "results")
+    with pytest.raises(EdgeRuntimeError, match="does not exist"):
+        resolution.main(str(bundle), str(tmp_path / "nowhere"), out=tmp_path / "results")

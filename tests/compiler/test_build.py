@@ -93,3 +93,17 @@ def test_manifest_records_stages_and_device(tiny_bundle):
     raw = json.loads((tiny_bundle[0] / "manifest.json").read_text())
     assert {"load", "derive", "fold", "export", "engine", "parity", "total"} <= set(raw["build"]["stages"])
     assert raw["build"]["device"]["device"].startswith("cpu-")
+
+
+def test_the_manifest_names_the_checkpoint_by_identity_and_a_moved_bundle_runs(tiny_bundle, tiny_run, tmp_path):
+    import runtime
+    from edgecore.fileio import file_sha256
+    moved = tmp_path / "elsewhere" / "b"
+    shutil.copytree(tiny_bundle[0], moved)
+    m = json.loads((moved / "manifest.json").read_text())
+    assert m["model"]["checkpoint"] == {"name": "model.ckpt", "sha256": file_sha256(tiny_run / "model.ckpt")}
+    text = (moved / "manifest.json").read_text()
+    assert str(tiny_bundle[0].parent) not in text and str(tiny_run) not in text  # no path of the build machine
+    with runtime.load(moved) as rt:
+        rt.set_preference([0.2, 0.3, 0.5], 1.0)
+        assert set(rt(np.zeros((16, 16, 3), np.uint8))) == {t["name"] for t in m["tasks"]}

@@ -16,12 +16,11 @@ def simulate(bundle: str, fps: float = 30.0, frames: int = 240, window: int = 20
     """`calibrate_fps`: first recalibrate the bundle's latency table with runs paced
     at that rate (None keeps the existing, back-to-back table)."""
     import runtime
-    from runtime.cli import bench
-    from runtime.resolve import save_latency
+    from runtime.calibrate import bench
+    from runtime.latency import save_table
     from runtime.sources import frames as source
     if calibrate_fps:
-        table = bench(bundle, "onnxruntime", repeats=30, warmup=5, threads=threads, fps=calibrate_fps)
-        save_latency(bundle, table["backend"], table["device"], table)
+        save_table(bundle, bench(bundle, "onnxruntime", repeats=30, warmup=5, threads=threads, fps=calibrate_fps))
     with runtime.load(bundle, "onnxruntime", threads=threads) as rt:
         table = rt.latency_table()  # needs `runtime calibrate`
         lat = sorted(table.values())
@@ -68,10 +67,9 @@ def markdown(res: dict) -> str:
 
 def main(bundle: str, fps: float = 30.0, frames: int = 240, out=None) -> dict:
     """Two runs: budgets from a back-to-back latency table, then from one calibrated at `fps`."""
-    from runtime.cli import bench
-    from runtime.resolve import save_latency
-    table = bench(bundle, "onnxruntime", repeats=30, warmup=5)
-    save_latency(bundle, table["backend"], table["device"], table)
+    from runtime.calibrate import bench
+    from runtime.latency import save_table
+    save_table(bundle, bench(bundle, "onnxruntime", repeats=30, warmup=5))
     runs = [simulate(bundle, fps, frames), simulate(bundle, fps, frames, calibrate_fps=fps)]
     res = {"machine": machine(), "bundle": str(bundle), "fps": fps, "frames": frames, "runs": runs}
     write("camera", res, markdown(res), out)

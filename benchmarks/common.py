@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import time
 from pathlib import Path
 
 import numpy as np
+
+from edgecore.stats import percentiles
+from runtime.latency import cpu_model, machine_id
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -32,16 +34,6 @@ def bundle_checkpoint(manifest, run: str | Path) -> Path:
     return path
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> dict:
     import onnxruntime
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "machine": platform.machine(),
@@ -50,13 +42,13 @@ def machine() -> dict:
 
 
 def device_id() -> str:
-    return re.sub(r"[^a-z0-9]+", "-", f"{cpu_model()}-{os.cpu_count()}c".lower()).strip("-")
+    """The results folder of this machine: the same name its latency tables carry."""
+    return machine_id()
 
 
 def pct(values) -> dict:
-    v = np.asarray(values, float)
-    return {"p50": float(np.percentile(v, 50)), "p90": float(np.percentile(v, 90)),
-            "p99": float(np.percentile(v, 99)), "n": int(len(v))}
+    values = list(values)
+    return {**percentiles(values), "n": len(values)}
 
 
 def write(name: str, result: dict, markdown: str, out: Path | None = None) -> Path:

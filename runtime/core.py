@@ -20,14 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from edgecore.fileio import file_sha256
+from edgecore.stats import percentiles
 from edgecore.tree import tree_signature
 from runtime.backends import Runner, available, get_runner, names
 from runtime.errors import EdgeRuntimeError
+from runtime.latency import load_table
 from runtime.manifest import GridEntry, Manifest, load_manifest
 from runtime.pool import PoolItem, WarmPool
 from runtime.prefs import validate_preference
 from runtime.preprocess import preprocess
-from runtime.resolve import Selection, load_latency, nearest, r_distance, within_budget
+from runtime.resolve import Selection, nearest, r_distance, within_budget
 from runtime.weights import load_weights, npz_bytes, weights_id
 
 
@@ -76,6 +78,7 @@ class Runtime:
         self.swaps: list[dict] = []
         self.budget_ms: float | None = None
         self._active: Active | None = None
+        self.last: Selection | None = None  # the selection whose engine ran the latest call
         self._resolver = None  # ExactResolver, created on the first exact request
         first = self.manifest.grid[0]
         self._swap(Selection(first, 0.0, "first grid point"), "load")
@@ -129,9 +132,10 @@ class Runtime:
         return sel
 
     def latency_table(self) -> dict[str, float]:
+        """{signature: ms} of this machine's calibrated table (statistic `latency_stat`)."""
         if self._latency is None:
-            device = self.device()
-            self._latency = load_latency(self.bundle, self.backend, device, self.latency_stat)
+            table = load_table(self.bundle, self.backend, self.device(), self.manifest.signatures)
+            self._latency = table.stat(self.latency_stat)
         return self._latency
 
     def device(self) -> str:
@@ -219,17 +223,16 @@ class Runtime:
             self.pool.unpin(active.item)
         self.engine_ms.append(engine_ms)
         self.call_ms.append((time.perf_counter() - t0) * 1e3)
+        self.last = active.selection
         return {name: o[0] for name, o in zip(self.task_names, outs)}, active.selection
 
     def stats(self) -> dict:
         """Latency percentiles (ms) of calls and engine runs, swap counts and times."""
-        def pct(v):
-            return {f"p{q}": float(np.percentile(v, q)) for q in (50, 90, 99)} if v else {}
         hot = [s["ms"] for s in self.swaps if s["warm"] and s["why"] != "load"]
         cold = [s["ms"] for s in self.swaps if not s["warm"] and s["why"] != "load"]
-        return {"calls": len(self.call_ms), "call_ms": pct(self.call_ms), "engine_ms": pct(self.engine_ms),
+        return {"calls": len(self.call_ms), "call_ms": percentiles(self.call_ms), "engine_ms": percentiles(self.engine_ms),
                 "swaps": len(hot) + len(cold), "hot_swaps": len(hot), "cold_swaps": len(cold),
-                "hot_swap_ms": pct(hot), "cold_swap_ms": pct(cold),
+                "hot_swap_ms": percentiles(hot), "cold_swap_ms": percentiles(cold),
                 "pool": {"hits": self.pool.hits, "misses": self.pool.misses, "evictions": self.pool.evictions,
                          "mb": self.pool.nbytes / 2**20}}
 

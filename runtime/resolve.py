@@ -7,13 +7,10 @@ another costs 2, the whole cost range costs 1). Ties go to the earlier grid poin
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from edgecore.fileio import atomic_write_text
 from runtime.errors import EdgeRuntimeError
 from runtime.manifest import GridEntry, Manifest
 
@@ -53,24 +50,3 @@ def within_budget(manifest: Manifest, latency: dict[str, float], budget_ms: floa
     fastest = min(manifest.grid, key=lat)
     return Selection(fastest, dist[id(fastest)], f"nothing fits {budget_ms:g} ms: fastest point "
                      f"({lat(fastest):.2f} ms)", fits=False)
-
-
-def latency_path(bundle: str | Path, backend: str, device: str) -> Path:
-    return Path(bundle) / "latency" / f"{backend}-{device}.json"
-
-
-def load_latency(bundle, backend: str, device: str, stat: str = "p90") -> dict[str, float]:
-    path = latency_path(bundle, backend, device)
-    if not path.is_file():
-        raise EdgeRuntimeError(f"no latency table for {backend} on {device} ({path}): run "
-                               f"`runtime calibrate {bundle}` on this device first")
-    try:
-        table = json.loads(path.read_text())
-        return {sig: float(v[stat]) for sig, v in table["signatures"].items()}
-    except (ValueError, KeyError, TypeError) as exc:
-        raise EdgeRuntimeError(f"latency table {path} is corrupt ({exc.__class__.__name__}: {exc}): "
-                               f"rerun `runtime calibrate`") from None
-
-
-def save_latency(bundle, backend: str, device: str, table: dict) -> Path:
-    return atomic_write_text(latency_path(bundle, backend, device), json.dumps(table, indent=1))

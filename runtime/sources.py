@@ -21,7 +21,7 @@ from runtime.errors import EdgeRuntimeError
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp"}
 
 
-def _cv2():
+def import_cv2():
     try:
         import cv2
     except ImportError as exc:
@@ -62,7 +62,7 @@ def open_source(source: str, bundle: Path, limit: int | None = None,
 
 
 def _opencv_frames(source: str, limit: int | None) -> Iterator[np.ndarray]:
-    cv2 = _cv2()
+    cv2 = import_cv2()
     if Path(source).is_dir():
         files = sorted(p for p in Path(source).iterdir() if p.suffix.lower() in IMAGE_EXTS)
         if not files:

@@ -53,3 +53,11 @@ def tiny_bundle(tmp_path_factory, tiny_run):
                       out=str(root / "bundle"), cache=str(root / "cache"))
     report = build(cfg)
     return root / "bundle", root / "cache", report
+
+
+def write_latency(bundle, backend: str, device: str, ms: dict) -> None:
+    """A hand-made latency table for this machine ({signature: ms} for every statistic),
+    so a budget pick is known without timing anything."""
+    from runtime.latency import LatencyTable, machine_id, save_table
+    save_table(bundle, LatencyTable(backend, device, machine_id(), {s: dict.fromkeys(("p50", "p90", "p99"), v)
+                                                                    for s, v in ms.items()}))

@@ -7,7 +7,7 @@ import pytest
 
 from runtime.cli import main
 from runtime.manifest import load_manifest
-from runtime.resolve import save_latency
+from tests.conftest import write_latency
 
 cv2 = pytest.importorskip("cv2")
 
@@ -29,8 +29,8 @@ def test_headless_run_swaps_exactly_at_scheduled_frames(bundle, tmp_path, capsys
     pts = _distinct_points(m, 5)
     # Latency table written by hand so the budget pick is known: grid[0]'s signature is fastest
     # (other grid points may share it; the first of them in grid order is grid[0]).
-    lat = {sig: {"p90": 0.5 if sig == pts[0].signature else 1.0} for sig in m.signatures}
-    save_latency(bundle, "onnxruntime", m.signatures[pts[0].signature].engines[0].device, {"signatures": lat})
+    lat = {sig: 0.5 if sig == pts[0].signature else 1.0 for sig in m.signatures}
+    write_latency(bundle, "onnxruntime", m.signatures[pts[0].signature].engines[0].device, lat)
     events = [{"frame": 4 * (i + 1), "r": list(e.r), "c": e.c} for i, e in enumerate(pts[1:])]
     events.append({"frame": 22, "budget_ms": 0.1})  # nothing fits: the fastest point, grid[0]
     events.append({"frame": 26, "r": list(pts[2].r), "c": pts[2].c})
@@ -69,7 +69,7 @@ def test_live_run_processes_the_requested_frames_and_reports_drops(bundle, tmp_p
         return real(*a, **k)
     monkeypatch.setattr(runtime.preprocess, "preprocess", slow)
     stats = tmp_path / "stats.json"
-    assert main(["run", "--bundle", str(bundle), "--source", "synthetic", "--frames", "12", "--headless",
+    assert main(["run", str(bundle), "--source", "synthetic", "--frames", "12", "--headless",
                  "--live-fps", "2000", "--stats", str(stats)]) == 0
     s = json.loads(stats.read_text())
     assert s["live"] and s["processed"] == 12 and s["dropped"] > 0
@@ -104,7 +104,7 @@ def test_ctrl_c_ends_the_stream_and_keeps_stats_and_video(bundle, tmp_path, monk
 
 
 def test_bench_and_calibrate_cover_every_signature(bundle, capsys):
-    assert main(["bench", "--bundle", str(bundle), "--repeats", "3", "--warmup", "1"]) == 0
+    assert main(["bench", str(bundle), "--repeats", "3", "--warmup", "1"]) == 0
     out = capsys.readouterr().out
     sigs = load_manifest(bundle).signatures
     assert all(sig in out for sig in sigs)
@@ -138,3 +138,14 @@ def test_bad_bundle_or_source_exit_2(bundle, tmp_path, capsys):
     (bundle / "manifest.json").write_text(json.dumps(raw))
     assert main(["bench", "--bundle", str(bundle)]) == 2
     assert "version 99 is not supported" in capsys.readouterr().err
+
+
+def test_the_bundle_is_positional_for_every_subcommand_and_two_bundles_are_refused(bundle, tmp_path, capsys):
+    assert main(["bench", str(bundle), "--repeats", "1", "--warmup", "0"]) == 0
+    assert main(["run", str(bundle), "--frames", "2", "--headless"]) == 0
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(bundle), "--bundle", str(tmp_path), "--headless"])
+    assert exc.value.code == 2 and "two bundles given" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["calibrate"])
+    assert exc.value.code == 2 and "bundle directory is required" in capsys.readouterr().err

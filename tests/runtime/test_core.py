@@ -10,7 +10,8 @@ import pytest
 import runtime
 from runtime.backends import get_runner
 from runtime.errors import EdgeRuntimeError
-from runtime.resolve import nearest, r_distance, save_latency, within_budget
+from runtime.resolve import nearest, r_distance, within_budget
+from tests.conftest import write_latency
 from runtime.weights import load_weights
 
 
@@ -36,10 +37,12 @@ def bundle(tiny_bundle, tmp_path):
 def test_set_preference_resolves_to_the_nearest_point_and_runs_it(bundle):
     with runtime.load(bundle) as rt:
         assert rt.backend == "onnxruntime" and "onnxruntime" in rt.backend_reason
+        assert rt.last is None  # nothing ran yet
         sel = rt.set_preference([0.7, 0.2, 0.1], 0.3)
         dists = [r_distance(e.r, (0.7, 0.2, 0.1)) + abs(e.c - 0.3) for e in rt.manifest.grid]
         assert sel.distance == pytest.approx(min(dists)) and rt.current is sel
         outs = rt.run(_x())
+        assert rt.last is sel  # the selection whose engine produced `outs`
         ref = _reference(bundle, rt.manifest, sel.entry, _x())
         for name, r in zip(rt.task_names, ref):
             np.testing.assert_array_equal(outs[name], r[0])
@@ -101,8 +104,8 @@ def test_corrupt_engine_fails_the_swap_and_keeps_the_old_one(bundle):
         with pytest.raises(EdgeRuntimeError, match="corrupt"):
             rt.set_preference(list(other.r), other.c)
         assert rt.current is before
-        lat = {s: {"p90": 0.0 if s == other.signature else 1.0} for s in rt.manifest.signatures}
-        save_latency(bundle, rt.backend, rt.device(), {"signatures": lat})
+        write_latency(bundle, rt.backend, rt.device(), {s: 0.01 if s == other.signature else 1.0
+                                                         for s in rt.manifest.signatures})
         with pytest.raises(EdgeRuntimeError, match="corrupt"):
             rt.set_budget(0.5)  # picks `other`, whose engine is corrupt
         assert rt.current is before and rt.budget_ms is None  # the budget did not half-apply
@@ -157,7 +160,7 @@ def test_budget_needs_calibration_then_picks_within_it(bundle):
             rt.set_budget(float("nan"))
         # A made-up table (timings are not asserted): latency grows with FLOPs.
         lat = {s: 1.0 + 10 * info.flops / rt.manifest.full_net["flops"] for s, info in rt.manifest.signatures.items()}
-        save_latency(bundle, rt.backend, rt.device(), {"signatures": {s: {"p90": v} for s, v in lat.items()}})
+        write_latency(bundle, rt.backend, rt.device(), lat)
         sel = rt.set_budget(1e6, r=[1.0, 0.0, 0.0])
         assert sel.fits and sel.distance == pytest.approx(min(r_distance(e.r, (1, 0, 0)) for e in rt.manifest.grid))
         low = rt.set_budget(0.5)

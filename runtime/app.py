@@ -1,0 +1,220 @@
+"""The stream app behind `runtime run`: a source (camera, video, image folder or the
+bundle's sample frames) through a loaded bundle, with a schedule of preference and
+budget switches, an overlay video and/or window with live keys, and per-frame
+statistics. A library module: `run_stream(StreamConfig(...))` is what the CLI calls."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgecore.stats import percentiles
+from runtime.errors import EdgeRuntimeError
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Everything `runtime run` needs; the CLI parses into this."""
+
+    bundle: str
+    source: str = "synthetic"  # camera index, video file, image folder or 'synthetic'
+    frames: int | None = None  # stop after N frames
+    live_fps: float | None = None  # play a file source like a camera at this rate (drops frames)
+    backend: str = "auto"
+    headless: bool = True
+    out: str | None = None  # overlay video (.mp4)
+    schedule: str | None = None  # schedule.json or a shipped name
+    r: tuple[float, ...] | None = None  # initial task weights
+    c: float = 0.0
+    budget_ms: float | None = None
+    threads: int = 0
+
+
+# -- schedule --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Event:
+    frame: int
+    r: tuple | None = None
+    c: float | None = None
+    budget_ms: float | None = None
+
+
+SCHEDULE_DIR = Path(__file__).parent / "schedules"  # shipped schedules, usable by name (e.g. demo)
+
+
+def load_schedule(path: str | None) -> dict[int, list[Event]]:
+    if path is None:
+        return {}
+    if not Path(path).exists() and (SCHEDULE_DIR / f"{path}.json").is_file():
+        path = str(SCHEDULE_DIR / f"{path}.json")
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise EdgeRuntimeError(f"schedule {path}: cannot read JSON ({exc})") from None
+    events = data.get("events") if isinstance(data, dict) else None
+    if not isinstance(events, list):
+        raise EdgeRuntimeError(f"schedule {path}: expected {{\"events\": [...]}}")
+    out: dict[int, list[Event]] = {}
+    for i, ev in enumerate(events):
+        where = f"schedule {path}: events[{i}]"
+        if not isinstance(ev, dict) or set(ev) - {"frame", "r", "c", "budget_ms"}:
+            raise EdgeRuntimeError(f"{where}: expected keys frame, r, c, budget_ms; found {ev!r}")
+        if not isinstance(ev.get("frame"), int) or ev["frame"] < 0:
+            raise EdgeRuntimeError(f"{where}: frame must be an integer >= 0, found {ev.get('frame')!r}")
+        if ("r" in ev) != ("c" in ev) or ("r" not in ev and "budget_ms" not in ev):
+            raise EdgeRuntimeError(f"{where}: give r and c together, and/or budget_ms")
+        out.setdefault(ev["frame"], []).append(Event(ev["frame"], tuple(ev["r"]) if "r" in ev else None,
+                                                     ev.get("c"), ev.get("budget_ms")))
+    return out
+
+
+def check_schedule(schedule: dict[int, list[Event]], n_tasks: int, path) -> None:
+    """Validates every event against the bundle before the first frame, so a bad
+    event cannot stop a run half-way."""
+    from runtime.prefs import validate_preference
+    for events in schedule.values():
+        for ev in events:
+            where = f"schedule {path}: event at frame {ev.frame}"
+            if ev.r is not None:
+                validate_preference(list(ev.r), ev.c, n_tasks, where=where)
+            if ev.budget_ms is not None and (not isinstance(ev.budget_ms, (int, float)) or not ev.budget_ms > 0):
+                raise EdgeRuntimeError(f"{where}: budget_ms must be a positive number, found {ev.budget_ms!r}")
+
+
+def apply_event(rt, ev: Event) -> None:
+    if ev.r is not None:
+        rt.set_preference(list(ev.r), ev.c)
+    if ev.budget_ms is not None:
+        rt.set_budget(ev.budget_ms)
+
+
+# -- run ---------------------------------------------------------------------------------
+def hud(rt, sel, fps: float, dropped: int | None = None) -> list[str]:
+    # Percentiles of the last 300 frames: what the stream does now, and O(1) per frame on long runs.
+    recent = rt.engine_ms[-300:]
+    st = percentiles(recent, (50, 99))
+    sig = rt.manifest.signatures[sel.entry.signature]
+    full = rt.manifest.full_net
+    budget = f"{rt.budget_ms:.2f} ms" if rt.budget_ms else "none"
+    drops = f"  dropped {dropped}" if dropped is not None else ""
+    return [f"{fps:5.1f} FPS  engine p50 {st.get('p50', 0):.2f} p99 {st.get('p99', 0):.2f} ms{drops}",
+            f"r=({', '.join(f'{v:.2f}' for v in sel.entry.r)}) c={sel.entry.c:.2f} budget {budget}",
+            f"sig {sig.signature}  params {sig.params / full['params']:.2f}x  FLOPs {sig.flops / full['flops']:.2f}x"]
+
+
+def keys(rt, key: int) -> bool:
+    """Applies a window key press; returns False to quit."""
+    if key in (ord("q"), 27):
+        return False
+    e = rt.current.entry
+    r, c = np.array(e.r), e.c
+    if ord("1") <= key <= ord("9") and key - ord("1") < len(r):
+        r[key - ord("1")] += 0.1
+        rt.set_preference(list(r / r.sum()), c)
+    elif key in (ord("c"), ord("C")):
+        rt.set_preference(list(r), float(np.clip(c + (0.1 if key == ord("C") else -0.1), 0, 1)))
+    elif key in (ord("+"), ord("-")) and rt.budget_ms:
+        rt.set_budget(rt.budget_ms * (1.25 if key == ord("+") else 0.8))
+    return True
+
+
+class Output:
+    """The overlay canvas of each frame, written to an mp4 and/or shown in a window."""
+
+    def __init__(self, cfg: StreamConfig, kinds: dict[str, str]):
+        from runtime.sources import import_cv2
+        self.cv2 = import_cv2() if (cfg.out or not cfg.headless) else None
+        self.path, self.window, self.kinds = cfg.out, not cfg.headless, kinds
+        self.writer, self.written = None, 0
+
+    def frame(self, rt, frame, outs, hud) -> bool:
+        """Draws and emits one frame (`hud()` gives its text lines); False when the user quit the window."""
+        if self.cv2 is None:
+            return True
+        from runtime.viz import compose
+        canvas = compose(frame, outs, self.kinds, hud())
+        if self.path:
+            if self.writer is None:
+                self.writer = self.cv2.VideoWriter(self.path, self.cv2.VideoWriter_fourcc(*"mp4v"), 15,
+                                                   (canvas.shape[1], canvas.shape[0]))
+                if not self.writer.isOpened():
+                    raise EdgeRuntimeError(f"cannot write video {self.path}")
+            self.writer.write(np.ascontiguousarray(canvas[..., ::-1]))
+            self.written += 1
+        if self.window:
+            self.cv2.imshow("edgemtl", canvas[..., ::-1])
+            return keys(rt, self.cv2.waitKey(1) & 0xFF)
+        return True
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()  # finalises the mp4, also after Ctrl-C
+
+
+def run_stream(args: StreamConfig) -> dict:
+    """Runs the source through the bundle; Ctrl-C ends the stream like its last
+    frame would (result['interrupted']), so stats and video of a camera run are kept."""
+    import runtime
+    from runtime.preprocess import preprocess
+    from runtime.sources import open_source
+    schedule = load_schedule(args.schedule)
+    rt = runtime.load(args.bundle, args.backend, threads=args.threads)
+    check_schedule(schedule, len(rt.task_names), args.schedule)
+    if args.r is not None:
+        rt.set_preference(args.r, args.c)
+    if args.budget_ms is not None:
+        rt.set_budget(args.budget_ms)
+    out = Output(args, {t.name: t.kind for t in rt.manifest.tasks})
+    source, live = open_source(args.source, Path(args.bundle), args.frames, args.live_fps)
+    per_frame, swaps, interrupted, t_start = [], [], False, time.perf_counter()
+    try:
+        for i, frame in enumerate(source):
+            for ev in schedule.get(i, []):
+                n0 = len(rt.swaps)
+                apply_event(rt, ev)
+                swaps += [{"frame": i, **s} for s in rt.swaps[n0:]]
+            t0 = time.perf_counter()  # call_ms includes preprocessing
+            outs, sel = rt.infer(preprocess(frame, rt.manifest.input), t0)
+            per_frame.append({"frame": i, "call_ms": rt.call_ms[-1], "engine_ms": rt.engine_ms[-1],
+                              "point": sel.entry.name, "signature": sel.entry.signature,
+                              "over_budget": bool(rt.budget_ms and rt.call_ms[-1] > rt.budget_ms)})
+            fps = len(per_frame) / max(time.perf_counter() - t_start, 1e-9)
+            if not out.frame(rt, frame, outs, lambda: hud(rt, sel, fps, live.dropped if live else None)):
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if live is not None:
+            live.close()
+        out.close()
+        rt.close()
+    return {"bundle": str(args.bundle), "source": args.source, "backend": rt.backend,
+            "segments": segments(per_frame, rt.manifest),
+            "backend_reason": rt.backend_reason, "interrupted": interrupted, "frames": len(per_frame),
+            "processed": len(per_frame), "live": live is not None,
+            "produced": live.produced if live else len(per_frame), "dropped": live.dropped if live else 0,
+            "video": args.out, "video_frames": out.written, "swaps": swaps, "summary": rt.stats(),
+            "per_frame": per_frame}
+
+
+def segments(per_frame: list[dict], manifest) -> list[dict]:
+    """Consecutive frames on one grid point, with that sub-network's params/FLOPs
+    (share of the full anchor) and engine p50: what a schedule's switches bought."""
+    out, full = [], manifest.full_net
+    for f in per_frame:
+        if not out or out[-1]["point"] != f["point"]:
+            sig, entry = manifest.signatures[f["signature"]], manifest.entry(f["point"])
+            out.append({"first": f["frame"], "point": f["point"], "r": list(entry.r), "c": entry.c,
+                        "signature": f["signature"],
+                        "params": sig.params / full["params"], "flops": sig.flops / full["flops"], "ms": []})
+        out[-1]["last"] = f["frame"]
+        out[-1]["ms"].append(f["engine_ms"])
+    for seg in out:
+        seg["engine_p50_ms"] = percentiles(seg.pop("ms"), (50,))["p50"]
+    return out
+
+

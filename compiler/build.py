@@ -39,16 +39,14 @@ from compiler.export import INPUT_NAME, OPSET, export_graph
 from compiler.grid import GridPoint, load_grid
 from compiler.hyper import export_hypernets
 from edgecore.fileio import atomic_write_text, file_sha256
-from edgecore.tree import canonical_tree, identity_tree, tree_signature, used_nodes
 from runtime.backends import BuildOptions, EngineBuilder, get_builder, get_runner, precisions
 from runtime.errors import EdgeRuntimeError
 from runtime.manifest import EngineRef, GridEntry, InputSpec, Manifest, SignatureInfo, TaskInfo
 from runtime.weights import load_weights, save_weights
 from trainer.checkpoint import load_checkpoint
-from trainer.cost import tree_cost
 from trainer.errors import TrainerError
+from trainer.families import ModelFamily, family_of, model_family
 from trainer.models.blocks import count_params
-from trainer.models.subnet import TreeFolder
 
 FP16_TOL = 1e-2  # fp16 engines: relative error budget (fp32 uses BuildConfig.parity_tol)
 
@@ -73,9 +71,10 @@ class BuildConfig:
 
 @dataclass(frozen=True)
 class Source:
-    """What the build reads: the trained model, the grid and the target."""
+    """What the build reads: the trained model, its family, the grid and the target."""
 
     models: object  # trainer.models.Models
+    family: ModelFamily
     payload: dict
     fit_cfg: object  # trainer.config.FitConfig
     grid: list[GridPoint]
@@ -95,17 +94,17 @@ class Source:
 @dataclass(frozen=True)
 class Point:
     grid: GridPoint
-    tree: tuple
+    spec: tuple  # the family's sub-network spec (a tree for dymu-tree)
     signature: str
-    deltas: dict
+    adaptation: object  # the family's weight adaptation (BN deltas for dymu-tree)
 
 
 @dataclass(frozen=True)
 class Plan:
-    """The derived points, their distinct trees and each tree's cost."""
+    """The derived points, their distinct specs and each spec's cost."""
 
     points: list[Point]
-    trees: dict[str, tuple]  # signature -> canonical tree
+    specs: dict[str, tuple]  # signature -> canonical spec
     costs: dict[str, tuple[int, float]]  # signature -> (params, FLOPs)
     full: tuple[int, float]  # the whole anchor net
 
@@ -183,63 +182,63 @@ def engine_builder(cfg: BuildConfig, cache: CompileCache) -> EngineBuilder:
 def load(cfg: BuildConfig, builder: EngineBuilder) -> Source:
     try:
         fit_cfg, models, payload = load_checkpoint(cfg.checkpoint)
+        family = model_family(family_of(payload["config"]))
     except TrainerError as exc:
         raise CompilerError(str(exc)) from None
-    return Source(models, payload, fit_cfg, load_grid(cfg.prefs, len(payload["tasks"])),
+    return Source(models, family, payload, fit_cfg, load_grid(cfg.prefs, len(payload["tasks"])),
                   tuple(payload["input_spec"]["shape"]), model_identity(models.anchor, payload), builder.identity())
 
 
-@torch.no_grad()
-def derive_points(models, grid: list[GridPoint]) -> list[Point]:
-    """Argmax tree, signature and BN deltas of every grid point."""
+def derive_points(src: Source) -> list[Point]:
+    """Spec (argmax tree), signature and weight adaptation (BN deltas) of every grid point."""
     points = []
-    for gp in grid:
-        r = torch.tensor(gp.preference.r, dtype=torch.float32)
-        tree = canonical_tree(models.edge.tree(r, gp.preference.c))
-        deltas = {node: {k: v.detach().clone() for k, v in d.items()}
-                  for node, d in models.weight(r, gp.preference.c).items()}
-        points.append(Point(gp, tree, tree_signature(tree), deltas))
+    for gp in src.grid:
+        spec, adaptation = src.family.derive(src.models, torch.tensor(gp.preference.r, dtype=torch.float32),
+                                             gp.preference.c)
+        points.append(Point(gp, spec, src.family.info.signature(spec), adaptation))
     return points
 
 
 def derive(src: Source, cache: CompileCache) -> Plan:
-    points = derive_points(src.models, src.grid)
-    trees = {p.signature: p.tree for p in points}
-    costs = {sig: tree_costs(src, tree, cache) for sig, tree in trees.items()}
-    full = tree_costs(src, identity_tree(src.anchor.n_layers, len(src.task_names)), cache)
-    return Plan(points, trees, costs, (count_params(src.anchor), full[1]))  # every stream and head
+    points = derive_points(src)
+    specs = {p.signature: p.spec for p in points}
+    costs = {sig: spec_costs(src, spec, cache) for sig, spec in specs.items()}
+    full = spec_costs(src, src.family.full_spec(src.models), cache)
+    return Plan(points, specs, costs, (count_params(src.anchor), full[1]))  # every stream and head
 
 
-def tree_costs(src: Source, tree, cache: CompileCache) -> tuple[int, float]:
-    """(params, FLOPs) of a tree; memoised, FLOP counting costs ~0.5 s per tree."""
-    fields = {"model": src.identity, "tree": [list(r) for r in tree], "shape": list(src.shape),
-              "torch": torch.__version__}
-    params, flops = cache.memo_json("costs", "flops", fields, lambda: tree_cost(src.anchor, tree, src.shape[1]))
+def spec_costs(src: Source, spec, cache: CompileCache) -> tuple[int, float]:
+    """(params, FLOPs) of a spec; memoised, FLOP counting costs ~0.5 s per spec."""
+    fields = {"model": src.identity, "family": src.family.name, "tree": [list(r) for r in spec],
+              "shape": list(src.shape), "torch": torch.__version__}
+    params, flops = cache.memo_json("costs", "flops", fields,
+                                    lambda: src.family.cost(src.models, spec, src.shape[1]))
     return int(params), float(flops)
 
 
 def fold(src: Source, points: list[Point], stage: Path, progress: Progress) -> list[str]:
     """Writes every point's folded weight set; returns their ids, in point order."""
     bar = progress.add_task("fold", total=len(points))
-    folder, ids = TreeFolder(src.anchor), []
+    weights, ids = src.family.folder(src.models), []
     for p in points:
-        ids.append(save_weights(folder.weights(p.tree, p.deltas), stage / "weights"))
+        ids.append(save_weights(weights(p.spec, p.adaptation), stage / "weights"))
         progress.advance(bar)
     return ids
 
 
-def export(src: Source, trees: dict[str, tuple], graph_precision: str, cache: CompileCache, stage: Path,
+def export(src: Source, specs: dict[str, tuple], graph_precision: str, cache: CompileCache, stage: Path,
            progress: Progress) -> dict[str, Graph]:
-    """Per signature: the unadapted tree's ONNX graph (grid-independent, so cacheable)."""
-    bar = progress.add_task("export", total=len(trees))
+    """Per signature: the unadapted sub-network's ONNX graph (grid-independent, so cacheable)."""
+    bar = progress.add_task("export", total=len(specs))
     (stage / "graphs").mkdir(exist_ok=True)
     graphs = {}
-    for sig, tree in trees.items():
+    for sig, spec in specs.items():
         fields = {"model": src.identity, "signature": sig, "precision": graph_precision, "opset": OPSET,
                   "torch": torch.__version__, "shape": list(src.shape)}
 
-        def write(tmp: Path, tree=tree) -> dict:
-            info = export_graph(src.anchor.subnet(tree), src.shape, src.task_names, tmp, graph_precision)
+        def write(tmp: Path, spec=spec) -> dict:
+            module = src.family.subnet(src.models, spec)
+            info = export_graph(module, src.shape, src.task_names, tmp, graph_precision)
             return {"weight_names": list(info.weight_names), "output_names": list(info.output_names)}
         entry = cache.get_or_build("graphs", graph_precision, fields, ".onnx", write)
         shutil.copyfile(entry.path, stage / "graphs" / f"{sig}.onnx")
@@ -306,7 +305,7 @@ def parity(src: Source, points: list[Point], weight_ids: list[str], refs: dict[s
 @torch.no_grad()
 def check_point(src: Source, p: Point, engine: EngineRef, stage: Path, weights_id: str, xs: np.ndarray) -> dict:
     """Engine with the point's weights bound vs the unfolded PyTorch tree model."""
-    refs = [o.numpy() for o in src.anchor.forward_tree(torch.from_numpy(xs), p.tree, p.deltas)]
+    refs = [o.numpy() for o in src.family.reference(src.models, torch.from_numpy(xs), p.spec, p.adaptation)]
     weights = load_weights(stage / "weights" / f"{weights_id}.npz")
     # A fresh runner per point: one thread skips spinning up a thread pool each time.
     with get_runner(engine.backend)(stage / engine.path, weights, threads=1) as runner:
@@ -358,9 +357,9 @@ class Compiled:
 
 def manifest(cfg: BuildConfig, src: Source, c: Compiled, build_info: dict) -> Manifest:
     sigs = {}
-    for sig, tree in c.plan.trees.items():
+    for sig, spec in c.plan.specs.items():
         g, (params, flops) = c.graphs[sig], c.plan.costs[sig]
-        sigs[sig] = SignatureInfo(sig, tree, tuple(sum(r) for r in used_nodes(tree)), params, flops,
+        sigs[sig] = SignatureInfo(sig, spec, src.family.info.units_per_layer(spec), params, flops,
                                   f"graphs/{sig}.onnx", INPUT_NAME, g.output_names, g.weight_names, (c.refs[sig],))
     grid = tuple(GridEntry(p.grid.name, p.grid.preference.r, p.grid.preference.c, p.signature, wid, par)
                  for p, wid, par in zip(c.plan.points, c.weight_ids, c.parity))
@@ -374,14 +373,14 @@ def manifest(cfg: BuildConfig, src: Source, c: Compiled, build_info: dict) -> Ma
                     input=InputSpec(tuple(spec["shape"]), spec["colour_order"], spec["scale"], tuple(spec["mean"]),
                                     tuple(spec["std"])),
                     full_net={"params": c.plan.full[0], "flops": c.plan.full[1]}, signatures=sigs, grid=grid,
-                    hypernets=c.hypernets, build=build_info)
+                    hypernets=c.hypernets, build=build_info, family=src.family.name)
 
 
 def report(out: Path, c: Compiled, cache: CompileCache, seconds: dict) -> BuildReport:
     def rel(values):
         return (min(values), statistics.median(values), max(values))
     full = c.plan.full
-    return BuildReport(out, len(c.plan.points), len(c.plan.trees), len(set(c.weight_ids)), cache.stats,
+    return BuildReport(out, len(c.plan.points), len(c.plan.specs), len(set(c.weight_ids)), cache.stats,
                        rel([p / full[0] for p, _ in c.plan.costs.values()]),
                        rel([f / full[1] for _, f in c.plan.costs.values()]),
                        max(e["rel"] for errs in c.parity for e in errs.values()), seconds)
@@ -438,7 +437,7 @@ def _compile(cfg: BuildConfig, src: Source, plan: Plan, builder: EngineBuilder, 
         with timed("fold"):
             weight_ids = fold(src, plan.points, stage, progress)
         with timed("export"):
-            graphs = export(src, plan.trees, builder.graph_precision(cfg.precision), cache, stage, progress)
+            graphs = export(src, plan.specs, builder.graph_precision(cfg.precision), cache, stage, progress)
         with timed("engine"):
             refs = engines(src, graphs, builder, cfg, cache, stage, progress)
         with timed("parity"):

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecore.family import DEFAULT_FAMILY, get_family
 from edgecore.fileio import file_sha256
 from edgecore.stats import percentiles
-from edgecore.tree import tree_signature
 from runtime.backends import Runner, available, get_runner, names
 from runtime.errors import EdgeRuntimeError
 from runtime.latency import load_table
@@ -105,13 +105,16 @@ class Runtime:
 
     def _exact(self, pref, fallback: Selection) -> tuple[Selection, dict | None]:
         """(selection, its freshly folded weights) or the fallback with the reason appended."""
+        if self.manifest.family != DEFAULT_FAMILY:
+            return replace(fallback, reason=fallback.reason + f"; exact mode supports {DEFAULT_FAMILY} bundles, "
+                                                              f"this one is {self.manifest.family}"), None
         if self.manifest.hypernets is None:
             return replace(fallback, reason=fallback.reason + "; exact mode unavailable: bundle has no hypernets"), None
         if self._resolver is None:
             from runtime.exact import ExactResolver
             self._resolver = ExactResolver(self.bundle, self.manifest.hypernets)
         tree, deltas = self._resolver(pref.r, pref.c)
-        sig = tree_signature(tree)
+        sig = get_family(self.manifest.family).signature(tree)
         if sig not in self.manifest.signatures:
             return replace(fallback, reason=fallback.reason + f"; exact tree {sig} is not compiled in this bundle"), None
         weights = self._resolver.weights(tree, deltas)

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgecore.errors import EdgeError
+from edgecore.family import DEFAULT_FAMILY, Family, get_family
 from runtime.errors import EdgeRuntimeError
 
 FORMAT = "edgemtl.bundle"
@@ -53,8 +55,8 @@ class EngineRef:
 @dataclass(frozen=True)
 class SignatureInfo:
     signature: str
-    tree: tuple[tuple[int, ...], ...]
-    nodes_per_layer: tuple[int, ...]
+    tree: tuple[tuple[int, ...], ...]  # the family's sub-network spec (dymu-tree: the canonical tree)
+    nodes_per_layer: tuple[int, ...]  # the family's units_per_layer of the spec
     params: int
     flops: float
     graph: str
@@ -84,6 +86,7 @@ class Manifest:
     grid: tuple[GridEntry, ...]
     hypernets: dict | None = None  # {"graph", "plan", "anchor"} paths, for exact mode
     build: dict = field(default_factory=dict)
+    family: str = DEFAULT_FAMILY  # edgecore.family name: how to read the specs
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
@@ -124,10 +127,16 @@ def _engine(d: dict, where: str) -> EngineRef:
     return EngineRef(**{k: _get(d, k, str, where) for k in ("backend", "precision", "device", "key", "path", "sha256")})
 
 
-def _signature(d: dict, where: str) -> SignatureInfo:
-    tree = tuple(tuple(int(p) for p in row) for row in _get(d, "tree", list, where))
+def _signature(d: dict, where: str, family: Family) -> SignatureInfo:
+    sig = _get(d, "signature", str, where)
+    try:
+        tree = family.canonical(_get(d, "tree", list, where))
+    except (ValueError, TypeError) as exc:
+        raise EdgeRuntimeError(f"manifest: {where}.tree is not a {family.name} spec: {exc}") from None
+    if family.signature(tree) != sig:
+        raise EdgeRuntimeError(f"manifest: {where}.tree has signature {family.signature(tree)}, not {sig!r}")
     return SignatureInfo(
-        signature=_get(d, "signature", str, where), tree=tree,
+        signature=sig, tree=tree,
         nodes_per_layer=tuple(_get(d, "nodes_per_layer", list, where)), params=int(_num(d, "params", where)),
         flops=_num(d, "flops", where), graph=_get(d, "graph", str, where),
         input_name=_get(d, "input_name", str, where),
@@ -162,13 +171,21 @@ def manifest_from_dict(d: Any) -> Manifest:
         raise EdgeRuntimeError(f"manifest: input.shape must be [C, H, W], found {list(shape)}")
     spec = InputSpec(shape, _get(inp, "colour_order", str, "input"), _num(inp, "scale", "input"),
                      tuple(_get(inp, "mean", list, "input")), tuple(_get(inp, "std", list, "input")))
-    sigs = {k: _signature(v, f"signatures.{k}") for k, v in _get(d, "signatures", dict, "").items()}
+    family = _family(d.get("family", DEFAULT_FAMILY))
+    sigs = {k: _signature(v, f"signatures.{k}", family) for k, v in _get(d, "signatures", dict, "").items()}
     grid = tuple(_entry(e, f"grid[{i}]", len(tasks), sigs) for i, e in enumerate(_get(d, "grid", list, "")))
     if not grid:
         raise EdgeRuntimeError("manifest: the grid is empty")
     return Manifest(model=_get(d, "model", dict, ""), tasks=tasks, input=spec, full_net=_get(d, "full_net", dict, ""),
                     signatures=sigs, grid=grid, hypernets=_hypernets(d.get("hypernets")),
-                    build=d.get("build", {}))
+                    build=d.get("build", {}), family=family.name)
+
+
+def _family(name) -> Family:
+    try:
+        return get_family(name) if isinstance(name, str) else get_family(repr(name))
+    except EdgeError as exc:
+        raise EdgeRuntimeError(f"manifest: {exc}") from None
 
 
 def _hypernets(h) -> dict | None:

@@ -11,8 +11,8 @@ import runtime
 from runtime.backends import get_runner
 from runtime.errors import EdgeRuntimeError
 from runtime.resolve import nearest, r_distance, within_budget
-from tests.conftest import write_latency
 from runtime.weights import load_weights
+from tests.conftest import write_latency
 
 
 def _x(seed=0, shape=(3, 16, 16)):

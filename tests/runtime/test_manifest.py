@@ -36,6 +36,9 @@ def _raw(bundle):
     (lambda d: d["grid"][0].update(c=1.5), r"c must be in \[0, 1\]"),
     (lambda d: d["input"].update(shape=[16, 16]), r"input.shape must be \[C, H, W\]"),
     (lambda d: d.update(grid=[]), "grid is empty"),
+    (lambda d: d.update(family="slim"), "unknown model family 'slim'"),
+    (lambda d: next(iter(d["signatures"].values())).update(tree=[[0, 9]]), "is not a dymu-tree spec"),
+    (lambda d: next(iter(d["signatures"].values())).update(signature="0" * 16), "has signature"),
 ])
 def test_bad_manifests_name_the_problem(tiny_bundle, edit, match):
     d = _raw(tiny_bundle[0])

@@ -8,17 +8,17 @@ import time
 
 import numpy as np
 
+import runtime
 from benchmarks.common import machine, write
+from runtime.calibrate import bench
+from runtime.latency import save_table
+from runtime.sources import frames as source
 
 
 def simulate(bundle: str, fps: float = 30.0, frames: int = 240, window: int = 20, threads: int = 0,
              calibrate_fps: float | None = None) -> dict:
     """`calibrate_fps`: first recalibrate the bundle's latency table with runs paced
     at that rate (None keeps the existing, back-to-back table)."""
-    import runtime
-    from runtime.calibrate import bench
-    from runtime.latency import save_table
-    from runtime.sources import frames as source
     if calibrate_fps:
         save_table(bundle, bench(bundle, "onnxruntime", repeats=30, warmup=5, threads=threads, fps=calibrate_fps))
     with runtime.load(bundle, "onnxruntime", threads=threads) as rt:
@@ -67,8 +67,6 @@ def markdown(res: dict) -> str:
 
 def main(bundle: str, fps: float = 30.0, frames: int = 240, out=None) -> dict:
     """Two runs: budgets from a back-to-back latency table, then from one calibrated at `fps`."""
-    from runtime.calibrate import bench
-    from runtime.latency import save_table
     save_table(bundle, bench(bundle, "onnxruntime", repeats=30, warmup=5))
     runs = [simulate(bundle, fps, frames), simulate(bundle, fps, frames, calibrate_fps=fps)]
     res = {"machine": machine(), "bundle": str(bundle), "fps": fps, "frames": frames, "runs": runs}

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecore.fileio import file_sha256
 from edgecore.stats import percentiles
+from runtime.errors import EdgeRuntimeError
 from runtime.latency import cpu_model, machine_id
 
 RESULTS = Path(__file__).parent / "results"
@@ -20,8 +22,6 @@ def bundle_checkpoint(manifest, run: str | Path) -> Path:
     """The run's checkpoint that `manifest`'s bundle was built from: bundles record the
     checkpoint by name and sha256 (a moved bundle keeps working), so benchmarks that
     need the PyTorch model take the run folder and check it is the same model."""
-    from edgecore.fileio import file_sha256
-    from runtime.errors import EdgeRuntimeError
     want = manifest.model.get("checkpoint")
     if not isinstance(want, dict) or "sha256" not in want:
         raise EdgeRuntimeError("the bundle does not record its checkpoint's sha256: rebuild it with this compiler")

@@ -12,8 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+import runtime
 from edgecore.stats import percentiles
 from runtime.errors import EdgeRuntimeError
+from runtime.prefs import validate_preference
+from runtime.preprocess import preprocess
+from runtime.sources import import_cv2, open_source
+from runtime.viz import compose
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,6 @@ def load_schedule(path: str | None) -> dict[int, list[Event]]:
 def check_schedule(schedule: dict[int, list[Event]], n_tasks: int, path) -> None:
     """Validates every event against the bundle before the first frame, so a bad
     event cannot stop a run half-way."""
-    from runtime.prefs import validate_preference
     for events in schedule.values():
         for ev in events:
             where = f"schedule {path}: event at frame {ev.frame}"
@@ -126,7 +130,6 @@ class Output:
     """The overlay canvas of each frame, written to an mp4 and/or shown in a window."""
 
     def __init__(self, cfg: StreamConfig, kinds: dict[str, str]):
-        from runtime.sources import import_cv2
         self.cv2 = import_cv2() if (cfg.out or not cfg.headless) else None
         self.path, self.window, self.kinds = cfg.out, not cfg.headless, kinds
         self.writer, self.written = None, 0
@@ -135,7 +138,6 @@ class Output:
         """Draws and emits one frame (`hud()` gives its text lines); False when the user quit the window."""
         if self.cv2 is None:
             return True
-        from runtime.viz import compose
         canvas = compose(frame, outs, self.kinds, hud())
         if self.path:
             if self.writer is None:
@@ -158,9 +160,6 @@ class Output:
 def run_stream(args: StreamConfig) -> dict:
     """Runs the source through the bundle; Ctrl-C ends the stream like its last
     frame would (result['interrupted']), so stats and video of a camera run are kept."""
-    import runtime
-    from runtime.preprocess import preprocess
-    from runtime.sources import open_source
     schedule = load_schedule(args.schedule)
     rt = runtime.load(args.bundle, args.backend, threads=args.threads)
     check_schedule(schedule, len(rt.task_names), args.schedule)

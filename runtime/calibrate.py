@@ -8,9 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+import runtime
 from edgecore.stats import percentiles
 from runtime.errors import EdgeRuntimeError
 from runtime.latency import LatencyTable, machine_id
+from runtime.preprocess import preprocess
+from runtime.sources import frames
 
 
 def bench(bundle: str, backend: str = "auto", repeats: int = 50, warmup: int = 10, threads: int = 0,
@@ -21,9 +24,6 @@ def bench(bundle: str, backend: str = "auto", repeats: int = 50, warmup: int = 1
     paced like a camera's frames: on our 2-core VM a frame every 33 ms costs
     about 2x a back-to-back run (cold caches, idle cores), so calibrate at the
     rate you deploy at."""
-    import runtime
-    from runtime.preprocess import preprocess
-    from runtime.sources import frames
     rt = runtime.load(bundle, backend, threads=threads)
     spec = rt.manifest.input
     try:

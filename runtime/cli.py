@@ -12,6 +12,10 @@ import sys
 from edgecore.cli import run_main
 from edgecore.fileio import atomic_write_text
 from runtime import backends
+from runtime.app import StreamConfig, run_stream
+from runtime.calibrate import bench
+from runtime.latency import save_table
+from runtime.manifest import load_manifest
 
 EPILOG = """examples:
   runtime calibrate bundles/scenes3                   # latency table for set_budget on this device
@@ -121,7 +125,6 @@ def _print_run(result: dict) -> None:
 
 def _run(args) -> int:
     if args.cmd == "run":
-        from runtime.app import StreamConfig, run_stream
         cfg = StreamConfig(args.bundle, args.source, args.frames, args.live_fps, args.backend, args.headless, args.out,
                            args.schedule, tuple(args.r) if args.r is not None else None, args.c, args.budget_ms,
                            args.threads)
@@ -133,9 +136,6 @@ def _run(args) -> int:
             print("runtime: interrupted; stats and video cover the frames processed", file=sys.stderr)
             return 130
         return 0
-    from runtime.calibrate import bench
-    from runtime.latency import save_table
-    from runtime.manifest import load_manifest
     table = bench(args.bundle, args.backend, args.repeats, args.warmup, args.threads, args.fps)
     _print_bench(table, load_manifest(args.bundle))
     if args.cmd == "calibrate":

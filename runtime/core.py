@@ -24,6 +24,7 @@ from edgecore.fileio import file_sha256
 from edgecore.stats import percentiles
 from runtime.backends import Runner, available, get_runner, names
 from runtime.errors import EdgeRuntimeError
+from runtime.exact import ExactResolver
 from runtime.latency import load_table
 from runtime.manifest import GridEntry, Manifest, load_manifest
 from runtime.pool import PoolItem, WarmPool
@@ -111,7 +112,6 @@ class Runtime:
         if self.manifest.hypernets is None:
             return replace(fallback, reason=fallback.reason + "; exact mode unavailable: bundle has no hypernets"), None
         if self._resolver is None:
-            from runtime.exact import ExactResolver
             self._resolver = ExactResolver(self.bundle, self.manifest.hypernets)
         tree, deltas = self._resolver(pref.r, pref.c)
         sig = get_family(self.manifest.family).signature(tree)

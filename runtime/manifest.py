@@ -16,6 +16,7 @@ from typing import Any
 from edgecore.errors import EdgeError
 from edgecore.family import DEFAULT_FAMILY, Family, get_family
 from runtime.errors import EdgeRuntimeError
+from runtime.prefs import validate_preference
 
 FORMAT = "edgemtl.bundle"
 FORMAT_VERSION = 1  # bump on any incompatible change; readers refuse other versions
@@ -146,7 +147,6 @@ def _signature(d: dict, where: str, family: Family) -> SignatureInfo:
 
 
 def _entry(d: dict, where: str, n_tasks: int, signatures: dict) -> GridEntry:
-    from runtime.prefs import validate_preference
     pref = validate_preference(_get(d, "r", list, where), _num(d, "c", where), n_tasks, where=f"manifest: {where}")
     sig = _get(d, "signature", str, where)
     if sig not in signatures:

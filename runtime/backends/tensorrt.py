@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecore.fileio import atomic_write
 from runtime.backends import base
 from runtime.backends.base import check_input, device_slug
 from runtime.errors import EdgeRuntimeError
@@ -189,7 +190,6 @@ class Builder(base.EngineBuilder):
     def _build_with_timing_cache(self, builder, network, config) -> bytes:
         from filelock import FileLock
 
-        from edgecore.fileio import atomic_write
         path = self.options.timing_cache
         if path is None:
             plan = builder.build_serialized_network(network, config)

@@ -9,17 +9,22 @@ from pathlib import Path
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks", description="Benchmarks of the trainer, compiler and "
-                                "runtime; results go to benchmarks/results/<device>/ (JSON + Markdown + plots).")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmarks of the trainer, compiler and "
+        "runtime; results go to benchmarks/results/<device>/ (JSON + Markdown + plots).",
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name, help_ in (("all", "everything below, then SUMMARY.md"), ("latency", "P1-P3: per-signature latency"),
-                        ("resolution", "P1 by input size and ORT thread count (paired calls)"),
-                        ("swaps", "P4/P6: swaps, rebinds, resolution, runtime overhead"),
-                        ("camera", "camera-loop simulation with a budget schedule"),
-                        ("compile", "P5: build time vs grid size, cold and warm"),
-                        ("control", "paper tables and figures 5/7, latency over the simplex"),
-                        ("ablations", "Table 6 ablations and the Fig. 8 tau sweep (retrains the hypernets; "
-                                      "not part of all)")):
+    for name, help_ in (
+        ("all", "everything below, then SUMMARY.md"),
+        ("latency", "P1-P3: per-signature latency"),
+        ("resolution", "P1 by input size and ORT thread count (paired calls)"),
+        ("swaps", "P4/P6: swaps, rebinds, resolution, runtime overhead"),
+        ("camera", "camera-loop simulation with a budget schedule"),
+        ("compile", "P5: build time vs grid size, cold and warm"),
+        ("control", "paper tables and figures 5/7, latency over the simplex"),
+        ("ablations", "Table 6 ablations and the Fig. 8 tau sweep (retrains the hypernets; not part of all)"),
+    ):
         s = sub.add_parser(name, help=help_)
         s.add_argument("--bundle", help="compiled bundle (latency, resolution, swaps, camera, control)")
         s.add_argument("--run", help="trainer run directory (latency, resolution, compile, control, ablations)")
@@ -31,25 +36,35 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     from benchmarks import ablations, camera, compile, control, latency, resolution, summary, swaps
+
     out = Path(args.out) if args.out else None
     q = args.quick
-    need = {"latency": ["bundle", "run"], "resolution": ["bundle", "run"], "swaps": ["bundle"], "camera": ["bundle"],
-            "compile": ["run"], "control": ["run"], "ablations": ["run"], "all": ["bundle", "run"]}[args.cmd]
+    need = {
+        "latency": ["bundle", "run"],
+        "resolution": ["bundle", "run"],
+        "swaps": ["bundle"],
+        "camera": ["bundle"],
+        "compile": ["run"],
+        "control": ["run"],
+        "ablations": ["run"],
+        "all": ["bundle", "run"],
+    }[args.cmd]
     missing = [f"--{k}" for k in need if getattr(args, k) is None]
     if missing:
         print(f"benchmarks {args.cmd}: missing {' and '.join(missing)}", file=sys.stderr)
         return 2
     steps = {
         "latency": lambda: latency.main(args.bundle, args.run, 30 if q else 200, 5 if q else 20, out=out),
-        "resolution": lambda: resolution.main(args.bundle, args.run, (32, 128) if q else (32, 64, 128),
-                                              repeats=40 if q else 200, out=out),
+        "resolution": lambda: resolution.main(
+            args.bundle, args.run, (32, 128) if q else (32, 64, 128), repeats=40 if q else 200, out=out
+        ),
         "swaps": lambda: swaps.main(args.bundle, 40 if q else 200, 100 if q else 1000, out=out),
         "camera": lambda: camera.main(args.bundle, 30.0, 120 if q else 300, out=out),
         "compile": lambda: compile.main(f"{args.run}/model.ckpt", (21, 66) if q else (21, 66, 198), out=out),
         "control": lambda: control.main(args.run, args.bundle, quick=q, out=out),
         "ablations": lambda: ablations.main(args.run, quick=q, out=out),
     }
-    for name in ([s for s in steps if s != "ablations"] if args.cmd == "all" else [args.cmd]):
+    for name in [s for s in steps if s != "ablations"] if args.cmd == "all" else [args.cmd]:
         steps[name]()
     if args.cmd == "all":
         print(f"wrote {summary.main(out)}")

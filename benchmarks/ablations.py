@@ -47,6 +47,7 @@ def variant_run(base: Path, root: Path, name: str, overrides: list[str], steps: 
     """Trains (or resumes) one variant in root/<slug>, sharing the base run's frozen stages."""
     from trainer.config import load_config
     from trainer.train import fit
+
     out = root / re.sub(r"[^a-z0-9.]+", "-", name.lower()).strip("-")
     (out / "stages").mkdir(parents=True, exist_ok=True)
     for stage in REUSED:
@@ -71,6 +72,7 @@ def score_over_c(run: Path, c_grid=C_GRID) -> dict:
 
     from trainer.checkpoint import load_checkpoint
     from trainer.evaluate import Evaluator, hypervolume, simplex_points, uniformity
+
     cfg, models, payload = load_checkpoint(run / "model.ckpt")
     ev = Evaluator(cfg, models, payload, cfg.eval.split)
     prefs = simplex_points(ev.n, cfg.eval.n_prefs, cfg.eval.seed)
@@ -83,8 +85,10 @@ def score_over_c(run: Path, c_grid=C_GRID) -> dict:
             rt = torch.tensor(r, dtype=torch.float32)
             tree, deltas = models.edge.tree(rt, c), models.weight(rt, c)
             losses.append(ev.score(lambda x: ev.anchor.forward_tree(x, tree, deltas))[0])
-        shares = [ev.tree_cost(models.edge.tree(torch.tensor(r, dtype=torch.float32), c))[0] / ev.full_params
-                  for r in cost_prefs]
+        shares = [
+            ev.tree_cost(models.edge.tree(torch.tensor(r, dtype=torch.float32), c))[0] / ev.full_params
+            for r in cost_prefs
+        ]
         out["hv"].append(hypervolume(np.array(losses), ref))
         out["uniformity"].append(float(np.mean([uniformity(lo, r) for lo, r in zip(losses, prefs)])))
         out["param_share"].append(float(np.mean(shares)))
@@ -99,10 +103,17 @@ def main(run: str, quick: bool = False, out: Path | None = None) -> dict:
     # Variant runs sit beside the base run, not in results/; quick and full runs never share a folder.
     root = base.parent / f"{base.name}-ablations{'-quick' if quick else ''}"
     from trainer.config import load_config
+
     cfg = load_config(str(base / "config.yaml"))
     # --quick: a third of the edge and weight steps (the temperature schedule scales with them).
-    steps = [f"train.edge.steps={max(1, cfg.train.edge.steps // 3)}",
-             f"train.weight.steps={max(1, cfg.train.weight.steps // 3)}"] if quick else []
+    steps = (
+        [
+            f"train.edge.steps={max(1, cfg.train.edge.steps // 3)}",
+            f"train.weight.steps={max(1, cfg.train.weight.steps // 3)}",
+        ]
+        if quick
+        else []
+    )
     variants = dict(ABLATIONS)
     variants.update({f"tau={t}": [f"method.tau={t}"] for t in TAUS})
     result = {"machine": machine(), "run": str(base), "quick": quick, "steps": steps, "variants": {}}
@@ -117,16 +128,27 @@ def main(run: str, quick: bool = False, out: Path | None = None) -> dict:
 
 
 def markdown(res: dict) -> str:
-    lines = ["# Table 6 ablations and Figure 8 tau sweep", "",
-             f"Run `{res['run']}`; each variant retrains the edge and weight hypernets "
-             f"({'quick: ' + ', '.join(res['steps']) if res['quick'] else 'the run’s own step counts'}).", "",
-             "| variant | HV c=0 | HV c=1 | Unif. c=0 | Unif. c=1 | params share c=0 | params share c=1 |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Table 6 ablations and Figure 8 tau sweep",
+        "",
+        f"Run `{res['run']}`; each variant retrains the edge and weight hypernets "
+        f"({'quick: ' + ', '.join(res['steps']) if res['quick'] else 'the run’s own step counts'}).",
+        "",
+        "| variant | HV c=0 | HV c=1 | Unif. c=0 | Unif. c=1 | params share c=0 | params share c=1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, v in res["variants"].items():
-        lines.append(f"| {name} | {v['hv'][0]:.4f} | {v['hv'][-1]:.4f} | {v['uniformity'][0]:.3f} | "
-                     f"{v['uniformity'][-1]:.3f} | {v['param_share'][0]:.3f} | {v['param_share'][-1]:.3f} |")
-    lines += ["", "HV against c (Figure 8):", "", "| tau | " + " | ".join(f"c={c}" for c in C_GRID) + " |",
-              "|---|" + "---|" * len(C_GRID)]
+        lines.append(
+            f"| {name} | {v['hv'][0]:.4f} | {v['hv'][-1]:.4f} | {v['uniformity'][0]:.3f} | "
+            f"{v['uniformity'][-1]:.3f} | {v['param_share'][0]:.3f} | {v['param_share'][-1]:.3f} |"
+        )
+    lines += [
+        "",
+        "HV against c (Figure 8):",
+        "",
+        "| tau | " + " | ".join(f"c={c}" for c in C_GRID) + " |",
+        "|---|" + "---|" * len(C_GRID),
+    ]
     for name, v in _tau_rows(res):
         lines.append(f"| {name} | " + " | ".join(f"{h:.4f}" for h in v["hv"]) + " |")
     return "\n".join(lines) + "\n"
@@ -141,8 +163,10 @@ def _tau_rows(res: dict):
 
 def plot(res: dict, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for name, v in _tau_rows(res):
         axes[0].plot(v["c"], v["hv"], marker="o", label=f"tau={name}")

@@ -15,8 +15,14 @@ from runtime.latency import save_table
 from runtime.sources import frames as source
 
 
-def simulate(bundle: str, fps: float = 30.0, frames: int = 240, window: int = 20, threads: int = 0,
-             calibrate_fps: float | None = None) -> dict:
+def simulate(
+    bundle: str,
+    fps: float = 30.0,
+    frames: int = 240,
+    window: int = 20,
+    threads: int = 0,
+    calibrate_fps: float | None = None,
+) -> dict:
     """`calibrate_fps`: first recalibrate the bundle's latency table with runs paced
     at that rate (None keeps the existing, back-to-back table)."""
     if calibrate_fps:
@@ -38,30 +44,58 @@ def simulate(bundle: str, fps: float = 30.0, frames: int = 240, window: int = 20
             t0 = time.perf_counter()
             _, sel = rt.infer(__import__("runtime.preprocess", fromlist=["x"]).preprocess(frame, rt.manifest.input), t0)
             ms = rt.call_ms[-1]
-            per_frame.append({"frame": i, "ms": ms, "budget": rt.budget_ms, "over": ms > rt.budget_ms,
-                              "late": time.perf_counter() > t_next + period, "signature": sel.entry.signature})
+            per_frame.append(
+                {
+                    "frame": i,
+                    "ms": ms,
+                    "budget": rt.budget_ms,
+                    "over": ms > rt.budget_ms,
+                    "late": time.perf_counter() > t_next + period,
+                    "signature": sel.entry.signature,
+                }
+            )
             t_next += period
     around = []
     for f, b in switches.items():
-        before = per_frame[max(f - window, 0):f]
-        after = per_frame[f:f + window]
-        around.append({"frame": f, "budget_ms": b, "over_before": sum(p["over"] for p in before),
-                       "over_after": sum(p["over"] for p in after), "window": window})
-    return {"fps": fps, "frames": frames, "calibrated_at_fps": calibrate_fps, "switches": around, "late_frames": sum(p["late"] for p in per_frame),
-            "per_frame": per_frame}
+        before = per_frame[max(f - window, 0) : f]
+        after = per_frame[f : f + window]
+        around.append(
+            {
+                "frame": f,
+                "budget_ms": b,
+                "over_before": sum(p["over"] for p in before),
+                "over_after": sum(p["over"] for p in after),
+                "window": window,
+            }
+        )
+    return {
+        "fps": fps,
+        "frames": frames,
+        "calibrated_at_fps": calibrate_fps,
+        "switches": around,
+        "late_frames": sum(p["late"] for p in per_frame),
+        "per_frame": per_frame,
+    }
 
 
 def markdown(res: dict) -> str:
-    lines = [f"# Camera loop at {res['fps']:g} FPS, {res['frames']} frames per run ({res['machine']['cpu']})", "",
-             "Budgets come from the bundle's latency table: 2x its slowest entry, its median, half its "
-             "fastest (nothing fits: the fastest point runs), 2x its slowest.", "",
-             "| latency table | switch at frame | new budget (ms) | over budget in the 20 frames before | after |"
-             " late frames (run) |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Camera loop at {res['fps']:g} FPS, {res['frames']} frames per run ({res['machine']['cpu']})",
+        "",
+        "Budgets come from the bundle's latency table: 2x its slowest entry, its median, half its "
+        "fastest (nothing fits: the fastest point runs), 2x its slowest.",
+        "",
+        "| latency table | switch at frame | new budget (ms) | over budget in the 20 frames before | after |"
+        " late frames (run) |",
+        "|---|---|---|---|---|---|",
+    ]
     for run in res["runs"]:
         label = f"paced at {run['calibrated_at_fps']:g} FPS" if run["calibrated_at_fps"] else "back to back"
         for s in run["switches"]:
-            lines.append(f"| {label} | {s['frame']} | {s['budget_ms']:.3f} | {s['over_before']} | {s['over_after']} | "
-                         f"{run['late_frames']} |")
+            lines.append(
+                f"| {label} | {s['frame']} | {s['budget_ms']:.3f} | {s['over_before']} | {s['over_after']} | "
+                f"{run['late_frames']} |"
+            )
     return "\n".join(lines) + "\n"
 
 

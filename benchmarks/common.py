@@ -29,16 +29,24 @@ def bundle_checkpoint(manifest, run: str | Path) -> Path:
     if not path.is_file():
         raise EdgeRuntimeError(f"--run {run}: {path} does not exist")
     if file_sha256(path) != want["sha256"]:
-        raise EdgeRuntimeError(f"--run {run}: {path} is not the checkpoint this bundle was built from "
-                               f"(sha256 differs from the manifest's)")
+        raise EdgeRuntimeError(
+            f"--run {run}: {path} is not the checkpoint this bundle was built from (sha256 differs from the manifest's)"
+        )
     return path
 
 
 def machine() -> dict:
     import onnxruntime
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "machine": platform.machine(),
-            "python": platform.python_version(), "numpy": np.__version__, "onnxruntime": onnxruntime.__version__,
-            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def device_id() -> str:

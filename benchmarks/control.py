@@ -22,8 +22,15 @@ def _ternary(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _corners(ax, names) -> None:
     """Task names at the simplex corners (r = one-hot)."""
     for (x, y), name, va in zip([(0, 0), (1, 0), (0.5, np.sqrt(3) / 2)], names, ["top", "top", "bottom"]):
-        ax.annotate(name, (x, y), xytext=(0, -6 if va == "top" else 6), textcoords="offset points",
-                    ha="center", va=va, fontsize=8)
+        ax.annotate(
+            name,
+            (x, y),
+            xytext=(0, -6 if va == "top" else 6),
+            textcoords="offset points",
+            ha="center",
+            va=va,
+            fontsize=8,
+        )
 
 
 def _ternary_panel(ax, x, y, values, title: str, names, **scatter):
@@ -40,6 +47,7 @@ def eval_table(run: str) -> dict:
     path = Path(run) / "eval.json"
     if not path.is_file():
         from trainer.evaluate import evaluate
+
         evaluate(run)
     return json.loads(path.read_text())
 
@@ -53,6 +61,7 @@ def shares(run: str, step: float) -> dict:
     from trainer.checkpoint import load_checkpoint
     from trainer.cost import tree_cost
     from trainer.models.blocks import count_params
+
     cfg, models, payload = load_checkpoint(Path(run) / "model.ckpt")
     anchor, full = models.anchor, count_params(models.anchor)
     shape, cache = tuple(payload["input_spec"]["shape"]), {}
@@ -77,6 +86,7 @@ def marginal_losses(run: str, n_prefs: int) -> dict:
 
     from trainer.checkpoint import load_checkpoint
     from trainer.evaluate import Evaluator, simplex_points
+
     cfg, models, payload = load_checkpoint(Path(run) / "model.ckpt")
     ev = Evaluator(cfg, models, payload, "test")
     prefs = simplex_points(ev.n, n_prefs, 123)
@@ -95,6 +105,7 @@ def marginal_losses(run: str, n_prefs: int) -> dict:
 
 def simplex_latency(bundle: str) -> dict | None:
     from runtime.manifest import load_manifest
+
     m = load_manifest(bundle)
     tables = sorted((Path(bundle) / "latency").glob("*.json")) if (Path(bundle) / "latency").is_dir() else []
     if not tables:
@@ -118,23 +129,44 @@ def cost_latency_ratios(points: list[dict]) -> dict | None:
     ratios = [b["p50"] / a["p50"] for a, b in pairs]
     changed = [b["p50"] / a["p50"] for a, b in pairs if a.get("signature") != b.get("signature")]
     q = np.percentile(ratios, [0, 10, 50, 90, 100])
-    return {"n": len(ratios), "min": q[0], "p10": q[1], "median": q[2], "p90": q[3], "max": q[4],
-            "share_at_most_0.85": float(np.mean(np.array(ratios) <= 0.85)), "ratios": ratios,
-            "n_changed": len(changed), "changed_median": float(np.median(changed)) if changed else None,
-            "changed_share_at_most_0.85": float(np.mean(np.array(changed) <= 0.85)) if changed else None}
+    return {
+        "n": len(ratios),
+        "min": q[0],
+        "p10": q[1],
+        "median": q[2],
+        "p90": q[3],
+        "max": q[4],
+        "share_at_most_0.85": float(np.mean(np.array(ratios) <= 0.85)),
+        "ratios": ratios,
+        "n_changed": len(changed),
+        "changed_median": float(np.median(changed)) if changed else None,
+        "changed_share_at_most_0.85": float(np.mean(np.array(changed) <= 0.85)) if changed else None,
+    }
 
 
 def plots(res: dict, d: Path) -> list[str]:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     files = []
     if len(res["shares"]["r"][0]) == 3:
         fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
         x, y = _ternary(np.array(res["shares"]["r"]))
         for ax, (c, vals) in zip(axes, res["shares"]["ours"].items()):
-            sc = _ternary_panel(ax, x, y, vals, f"ours, c={c} (PHN-BN: {res['shares']['phn_bn']:.2f} everywhere)",
-                                res["losses"]["tasks"], cmap="viridis", vmin=0.4, vmax=1.0, s=25)
+            sc = _ternary_panel(
+                ax,
+                x,
+                y,
+                vals,
+                f"ours, c={c} (PHN-BN: {res['shares']['phn_bn']:.2f} everywhere)",
+                res["losses"]["tasks"],
+                cmap="viridis",
+                vmin=0.4,
+                vmax=1.0,
+                s=25,
+            )
         fig.colorbar(sc, ax=axes, label="active parameter share")
         fig.savefig(d / "fig5_param_share.png", dpi=110)
         plt.close(fig)
@@ -168,8 +200,18 @@ def plots(res: dict, d: Path) -> list[str]:
                 ax.set_title(f"c={c:g}: not in the grid", fontsize=9)
                 continue
             x, y = _ternary(np.array([p["r"] for p in sel]))
-            sc = _ternary_panel(ax, x, y, [p["p50"] for p in sel], f"measured p50 latency, c={c:g}",
-                                res["losses"]["tasks"], cmap="magma", vmin=0, vmax=vmax, s=30)
+            sc = _ternary_panel(
+                ax,
+                x,
+                y,
+                [p["p50"] for p in sel],
+                f"measured p50 latency, c={c:g}",
+                res["losses"]["tasks"],
+                cmap="magma",
+                vmin=0,
+                vmax=vmax,
+                s=30,
+            )
         fig.colorbar(sc, ax=axes, label="ms")
         fig.savefig(d / "latency_over_simplex.png", dpi=110)
         plt.close(fig)
@@ -179,41 +221,65 @@ def plots(res: dict, d: Path) -> list[str]:
 
 def markdown(res: dict) -> str:
     from trainer.evaluate import markdown_tables
+
     s = res["shares"]
-    lines = [f"# Controllability ({res['run']})", "", markdown_tables(res["eval"]), "",
-             "## Active parameter share over the simplex (Figure 5)", "",
-             "| c | ours: min / mean / max | PHN-BN |", "|---|---|---|"]
+    lines = [
+        f"# Controllability ({res['run']})",
+        "",
+        markdown_tables(res["eval"]),
+        "",
+        "## Active parameter share over the simplex (Figure 5)",
+        "",
+        "| c | ours: min / mean / max | PHN-BN |",
+        "|---|---|---|",
+    ]
     for c, vals in s["ours"].items():
         lines.append(f"| {c} | {min(vals):.3f} / {np.mean(vals):.3f} / {max(vals):.3f} | {s['phn_bn']:.3f} |")
-    lines += ["", "## Scaled loss of each task vs its own preference (Figure 7; mean over preferences)", "",
-              "| setting | " + " | ".join(f"{t}: r<0.2 / r>0.6" for t in res["losses"]["tasks"]) + " |",
-              "|---|" + "---|" * len(res["losses"]["tasks"])]
+    lines += [
+        "",
+        "## Scaled loss of each task vs its own preference (Figure 7; mean over preferences)",
+        "",
+        "| setting | " + " | ".join(f"{t}: r<0.2 / r>0.6" for t in res["losses"]["tasks"]) + " |",
+        "|---|" + "---|" * len(res["losses"]["tasks"]),
+    ]
     r = np.array(res["losses"]["r"])
     for key, vals in res["losses"].items():
         if key.startswith("c="):
             v = np.array(vals)
-            cells = [f"{v[r[:, i] < 0.2, i].mean():.2f} / {v[r[:, i] > 0.6, i].mean():.2f}"
-                     if (r[:, i] > 0.6).any() else "-" for i in range(v.shape[1])]
+            cells = [
+                f"{v[r[:, i] < 0.2, i].mean():.2f} / {v[r[:, i] > 0.6, i].mean():.2f}" if (r[:, i] > 0.6).any() else "-"
+                for i in range(v.shape[1])
+            ]
             lines.append(f"| {key} | " + " | ".join(cells) + " |")
     if res.get("latency"):
-        lines += ["", f"Measured latency over the grid from `{res['latency']['table']}`: see "
-                  "latency_over_simplex.png."]
+        lines += ["", f"Measured latency over the grid from `{res['latency']['table']}`: see latency_over_simplex.png."]
         q = res["latency"].get("cost_ratio")
         if q:
-            lines += ["", "Calibrated p50 at c = 1 over c = 0 for the same r "
-                      f"({q['n']} task preferences): min {q['min']:.2f}, p10 {q['p10']:.2f}, median {q['median']:.2f}, "
-                      f"p90 {q['p90']:.2f}, max {q['max']:.2f}; at or below 0.85 for {q['share_at_most_0.85']:.0%} of r."]
+            lines += [
+                "",
+                "Calibrated p50 at c = 1 over c = 0 for the same r "
+                f"({q['n']} task preferences): min {q['min']:.2f}, p10 {q['p10']:.2f}, median {q['median']:.2f}, "
+                f"p90 {q['p90']:.2f}, max {q['max']:.2f}; at or below 0.85 for {q['share_at_most_0.85']:.0%} of r.",
+            ]
             if q.get("n_changed"):
-                lines += ["", f"For the {q['n_changed']} r whose c = 1 point runs another sub-network than c = 0: "
-                          f"median {q['changed_median']:.2f}, at or below 0.85 for "
-                          f"{q['changed_share_at_most_0.85']:.0%} of them."]
+                lines += [
+                    "",
+                    f"For the {q['n_changed']} r whose c = 1 point runs another sub-network than c = 0: "
+                    f"median {q['changed_median']:.2f}, at or below 0.85 for "
+                    f"{q['changed_share_at_most_0.85']:.0%} of them.",
+                ]
     return "\n".join(lines) + "\n"
 
 
 def main(run: str, bundle: str | None = None, quick: bool = False, out=None) -> dict:
-    res = {"machine": machine(), "run": str(run), "eval": eval_table(run),
-           "shares": shares(run, 0.1 if quick else 0.05), "losses": marginal_losses(run, 20 if quick else 60),
-           "latency": simplex_latency(bundle) if bundle else None}
+    res = {
+        "machine": machine(),
+        "run": str(run),
+        "eval": eval_table(run),
+        "shares": shares(run, 0.1 if quick else 0.05),
+        "losses": marginal_losses(run, 20 if quick else 60),
+        "latency": simplex_latency(bundle) if bundle else None,
+    }
     d = write("control", res, markdown(res), out)
     res["plots"] = plots(res, d)
     print(markdown(res))

@@ -46,6 +46,7 @@ def pair_block(threads: int) -> int:
 def engine_runner(path, weights, threads: int):
     """An activated ONNX Runtime runner for `paired` timing."""
     from runtime.backends import get_runner
+
     return get_runner("onnxruntime")(path, weights, threads=threads).activate()
 
 
@@ -72,26 +73,36 @@ def peak_gflops(n: int = 1024, repeats: int = 10) -> dict:
     """Measured fp32 peak of this machine: a large matmul through numpy and onnxruntime."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
+
     a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
-    flops = 2 * n ** 3
+    flops = 2 * n**3
     np_ms = min(_timed(lambda _: a @ a, [None], 2, repeats))
-    graph = helper.make_graph([helper.make_node("MatMul", ["A", "B"], ["C"])], "mm",
-                              [helper.make_tensor_value_info(k, TensorProto.FLOAT, [n, n]) for k in "AB"],
-                              [helper.make_tensor_value_info("C", TensorProto.FLOAT, [n, n])])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["A", "B"], ["C"])],
+        "mm",
+        [helper.make_tensor_value_info(k, TensorProto.FLOAT, [n, n]) for k in "AB"],
+        [helper.make_tensor_value_info("C", TensorProto.FLOAT, [n, n])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     ort_ms = min(_timed(lambda _: sess.run(None, {"A": a, "B": a}), [None], 2, repeats))
-    return {"n": n, "numpy_gflops": flops / np_ms / 1e6, "onnxruntime_gflops": flops / ort_ms / 1e6,
-            "peak_gflops": max(flops / np_ms, flops / ort_ms) / 1e6}
+    return {
+        "n": n,
+        "numpy_gflops": flops / np_ms / 1e6,
+        "onnxruntime_gflops": flops / ort_ms / 1e6,
+        "peak_gflops": max(flops / np_ms, flops / ort_ms) / 1e6,
+    }
 
 
 def export_engine(module, shape, names, path: Path):
     """(ORT engine path, weights) of a folded tree module exported at `shape`."""
     from compiler.export import export_graph
     from runtime.backends import get_builder
+
     info = export_graph(module, shape, names, path.with_suffix(".onnx"))
-    get_builder("onnxruntime").build(path.with_suffix(".onnx"), path.with_suffix(".engine.onnx"), "fp32",
-                                     info.weight_names)
+    get_builder("onnxruntime").build(
+        path.with_suffix(".onnx"), path.with_suffix(".engine.onnx"), "fp32", info.weight_names
+    )
     return path.with_suffix(".engine.onnx"), module.weights()
 
 
@@ -102,6 +113,7 @@ def measure(bundle: str, run: str, repeats: int = 200, warmup: int = 20, threads
     from runtime.manifest import load_manifest
     from runtime.weights import load_weights
     from trainer.checkpoint import load_checkpoint
+
     m = load_manifest(bundle)
     _, models, _ = load_checkpoint(bundle_checkpoint(m, run))
     anchor = models.anchor.eval()
@@ -122,17 +134,31 @@ def measure(bundle: str, run: str, repeats: int = 200, warmup: int = 20, threads
             with engine_runner(Path(bundle) / info.engines[0].path, weights, threads) as runner:
                 t_full, t_engine = paired(full_engine.run, runner.run, xs, warmup, repeats, pair_block(threads))
             full_engine_ms += t_full
-            rows.append({"signature": sig, "params": info.params, "gflops": info.flops / 1e9,
-                         "flops_ratio": info.flops / m.full_net["flops"],
-                         "grid_points": sum(e.signature == sig for e in m.grid),
-                         "engine": pct(t_engine), "engine_full": pct(t_full),
-                         "eager_sub": pct(_timed(sub, txs, warmup, repeats)), "eager_full": eager_full})
+            rows.append(
+                {
+                    "signature": sig,
+                    "params": info.params,
+                    "gflops": info.flops / 1e9,
+                    "flops_ratio": info.flops / m.full_net["flops"],
+                    "grid_points": sum(e.signature == sig for e in m.grid),
+                    "engine": pct(t_engine),
+                    "engine_full": pct(t_full),
+                    "eager_sub": pct(_timed(sub, txs, warmup, repeats)),
+                    "eager_full": eager_full,
+                }
+            )
         full_engine.close()
     t_full_engine = pct(full_engine_ms)
     peak = peak_gflops()
-    return {"bundle": str(bundle), "threads": {"torch": torch.get_num_threads(), "onnxruntime": threads or "all"},
-            "repeats": repeats, "full_net": {"gflops": m.full_net["flops"] / 1e9, "engine_ms": t_full_engine},
-            "signatures": rows, "peak": peak, "goals": goals(rows, t_full_engine, m.full_net["flops"], peak)}
+    return {
+        "bundle": str(bundle),
+        "threads": {"torch": torch.get_num_threads(), "onnxruntime": threads or "all"},
+        "repeats": repeats,
+        "full_net": {"gflops": m.full_net["flops"] / 1e9, "engine_ms": t_full_engine},
+        "signatures": rows,
+        "peak": peak,
+        "goals": goals(rows, t_full_engine, m.full_net["flops"], peak),
+    }
 
 
 P1_TOLERANCE = 1.15  # goal: each sub-network's latency ratio within 1.15x of its FLOPs ratio
@@ -140,8 +166,12 @@ P1_TOLERANCE = 1.15  # goal: each sub-network's latency ratio within 1.15x of it
 
 def p1_verdict(track: list[float]) -> dict:
     """min / median / max of (latency ratio / FLOPs ratio) over signatures, and whether all are within P1_TOLERANCE."""
-    return {"min": min(track), "median": float(np.median(track)), "max": max(track),
-            "met": bool(max(track) <= P1_TOLERANCE and min(track) >= 1 / P1_TOLERANCE)}
+    return {
+        "min": min(track),
+        "median": float(np.median(track)),
+        "max": max(track),
+        "met": bool(max(track) <= P1_TOLERANCE and min(track) >= 1 / P1_TOLERANCE),
+    }
 
 
 def goals(rows, t_full_engine, full_flops, peak) -> dict:
@@ -150,17 +180,27 @@ def goals(rows, t_full_engine, full_flops, peak) -> dict:
     track = [(r["engine"]["p50"] / r["engine_full"]["p50"]) / r["flops_ratio"] for r in rows]
     speedup = [r["eager_sub"]["p50"] / r["engine"]["p50"] for r in rows]
     achieved = full_flops / (t_full_engine["p50"] * 1e6)
-    return {"P1_latency_over_flops_ratio": p1_verdict(track),
-            "P2_engine_speedup_over_eager": {"min": min(speedup), "median": float(np.median(speedup)),
-                                             "met": bool(min(speedup) >= 2.0)},
-            "P3_full_engine_gflops": {"achieved": achieved, "peak": peak["peak_gflops"],
-                                      "fraction": achieved / peak["peak_gflops"]}}
+    return {
+        "P1_latency_over_flops_ratio": p1_verdict(track),
+        "P2_engine_speedup_over_eager": {
+            "min": min(speedup),
+            "median": float(np.median(speedup)),
+            "met": bool(min(speedup) >= 2.0),
+        },
+        "P3_full_engine_gflops": {
+            "achieved": achieved,
+            "peak": peak["peak_gflops"],
+            "fraction": achieved / peak["peak_gflops"],
+        },
+    }
 
 
 def plot(res: dict, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(6, 4))
     g = [r["gflops"] for r in res["signatures"]]
     for key, label in (("engine", "ONNX Runtime engine"), ("eager_sub", "PyTorch eager sub-network")):
@@ -178,24 +218,33 @@ def plot(res: dict, path: Path) -> None:
 
 def markdown(res: dict) -> str:
     g = res["goals"]
-    lines = [f"# Latency per signature ({res['machine']['cpu']}, {res['machine']['cores']} cores; torch threads "
-             f"{res['threads']['torch']}, ORT threads {res['threads']['onnxruntime']}; {res['repeats']} repeats)", "",
-             "| signature | grid pts | GFLOPs | FLOPs/full | eager full p50 | eager sub p50 | engine p50 / p90 / p99 ms |"
-             " engine / full-anchor engine | speed-up vs eager |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Latency per signature ({res['machine']['cpu']}, {res['machine']['cores']} cores; torch threads "
+        f"{res['threads']['torch']}, ORT threads {res['threads']['onnxruntime']}; {res['repeats']} repeats)",
+        "",
+        "| signature | grid pts | GFLOPs | FLOPs/full | eager full p50 | eager sub p50 | engine p50 / p90 / p99 ms |"
+        " engine / full-anchor engine | speed-up vs eager |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in sorted(res["signatures"], key=lambda r: r["gflops"]):
         e = r["engine"]
-        lines.append(f"| {r['signature']} | {r['grid_points']} | {r['gflops']:.4f} | {r['flops_ratio']:.3f} | "
-                     f"{r['eager_full']['p50']:.3f} | {r['eager_sub']['p50']:.3f} | {e['p50']:.3f} / {e['p90']:.3f} / "
-                     f"{e['p99']:.3f} | {e['p50'] / r['engine_full']['p50']:.3f} | "
-                     f"{r['eager_sub']['p50'] / e['p50']:.2f}x |")
+        lines.append(
+            f"| {r['signature']} | {r['grid_points']} | {r['gflops']:.4f} | {r['flops_ratio']:.3f} | "
+            f"{r['eager_full']['p50']:.3f} | {r['eager_sub']['p50']:.3f} | {e['p50']:.3f} / {e['p90']:.3f} / "
+            f"{e['p99']:.3f} | {e['p50'] / r['engine_full']['p50']:.3f} | "
+            f"{r['eager_sub']['p50'] / e['p50']:.2f}x |"
+        )
     p1, p2, p3 = g["P1_latency_over_flops_ratio"], g["P2_engine_speedup_over_eager"], g["P3_full_engine_gflops"]
-    lines += ["", f"- P1 (engine latency ratio / FLOPs ratio, goal within 1.15x): min {p1['min']:.2f}, median "
-              f"{p1['median']:.2f}, max {p1['max']:.2f} -> {'met' if p1['met'] else 'missed'}",
-              f"- P2 (engine speed-up over eager, goal >= 2x): min {p2['min']:.2f}x, median {p2['median']:.2f}x -> "
-              f"{'met' if p2['met'] else 'missed'}",
-              f"- P3 (full anchor engine): {p3['achieved']:.2f} GFLOP/s = {100 * p3['fraction']:.1f}% of the measured "
-              f"peak {p3['peak']:.1f} GFLOP/s (1024^2 fp32 matmul: numpy {res['peak']['numpy_gflops']:.1f}, ORT "
-              f"{res['peak']['onnxruntime_gflops']:.1f})"]
+    lines += [
+        "",
+        f"- P1 (engine latency ratio / FLOPs ratio, goal within 1.15x): min {p1['min']:.2f}, median "
+        f"{p1['median']:.2f}, max {p1['max']:.2f} -> {'met' if p1['met'] else 'missed'}",
+        f"- P2 (engine speed-up over eager, goal >= 2x): min {p2['min']:.2f}x, median {p2['median']:.2f}x -> "
+        f"{'met' if p2['met'] else 'missed'}",
+        f"- P3 (full anchor engine): {p3['achieved']:.2f} GFLOP/s = {100 * p3['fraction']:.1f}% of the measured "
+        f"peak {p3['peak']:.1f} GFLOP/s (1024^2 fp32 matmul: numpy {res['peak']['numpy_gflops']:.1f}, ORT "
+        f"{res['peak']['onnxruntime_gflops']:.1f})",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -38,8 +38,13 @@ def measure(bundle: str, rounds: int = 200, calls: int = 500, threads: int = 1) 
     same_sig = [e for e in m.grid if e.signature == biggest][:8]
     with runtime.load(bundle, "onnxruntime", threads=threads, pool_mb=0) as rt:
         rebind, _ = _swap_times(rt, same_sig, max(rounds // 4, 20)) if len(same_sig) > 1 else ([], [])
-    return {"hot_swap_ms": pct(hot), "cold_swap_ms": pct(cold), "rebind_same_signature_ms": pct(rebind or [0.0]),
-            **_resolution(bundle, m, threads), **_overhead(bundle, calls, threads)}
+    return {
+        "hot_swap_ms": pct(hot),
+        "cold_swap_ms": pct(cold),
+        "rebind_same_signature_ms": pct(rebind or [0.0]),
+        **_resolution(bundle, m, threads),
+        **_overhead(bundle, calls, threads),
+    }
 
 
 def _resolution(bundle, m, threads) -> dict:
@@ -72,8 +77,13 @@ def _overhead(bundle, calls: int, threads: int) -> dict:
         finally:
             runner.close()
     r, u, c = pct(raw), pct(run), pct(call)
-    return {"session_run_ms": r, "runtime_run_ms": u, "runtime_call_with_preprocess_ms": c,
-            "overhead_run_us_p50": (u["p50"] - r["p50"]) * 1e3, "overhead_call_us_p50": (c["p50"] - r["p50"]) * 1e3}
+    return {
+        "session_run_ms": r,
+        "runtime_run_ms": u,
+        "runtime_call_with_preprocess_ms": c,
+        "overhead_run_us_p50": (u["p50"] - r["p50"]) * 1e3,
+        "overhead_call_us_p50": (c["p50"] - r["p50"]) * 1e3,
+    }
 
 
 def _interleaved(rt, runner, calls: int) -> tuple[list, list, list]:
@@ -101,20 +111,34 @@ def _interleaved(rt, runner, calls: int) -> tuple[list, list, list]:
 
 
 def markdown(res: dict) -> str:
-    rows = [("hot swap (warm pool)", "hot_swap_ms"), ("cold swap (load engine + weights)", "cold_swap_ms"),
-            ("weight rebind, same signature (cold)", "rebind_same_signature_ms"),
-            ("resolve nearest point", "resolve_nearest_ms"), ("resolve exact (hypernets + fold)", "resolve_exact_ms"),
-            ("ORT session.run (raw)", "session_run_ms"), ("Runtime.run (same engine)", "runtime_run_ms"),
-            ("Runtime(frame) incl. preprocessing", "runtime_call_with_preprocess_ms")]
-    lines = [f"# Runtime swaps and overhead ({res['machine']['cpu']}, {res['machine']['cores']} cores, "
-             f"ORT threads {res['threads']})", "", f"bundle `{res['bundle']}`", "",
-             "| measurement | p50 ms | p90 ms | p99 ms | n |", "|---|---|---|---|---|"]
+    rows = [
+        ("hot swap (warm pool)", "hot_swap_ms"),
+        ("cold swap (load engine + weights)", "cold_swap_ms"),
+        ("weight rebind, same signature (cold)", "rebind_same_signature_ms"),
+        ("resolve nearest point", "resolve_nearest_ms"),
+        ("resolve exact (hypernets + fold)", "resolve_exact_ms"),
+        ("ORT session.run (raw)", "session_run_ms"),
+        ("Runtime.run (same engine)", "runtime_run_ms"),
+        ("Runtime(frame) incl. preprocessing", "runtime_call_with_preprocess_ms"),
+    ]
+    lines = [
+        f"# Runtime swaps and overhead ({res['machine']['cpu']}, {res['machine']['cores']} cores, "
+        f"ORT threads {res['threads']})",
+        "",
+        f"bundle `{res['bundle']}`",
+        "",
+        "| measurement | p50 ms | p90 ms | p99 ms | n |",
+        "|---|---|---|---|---|",
+    ]
     for label, key in rows:
         if key in res:
             v = res[key]
             lines.append(f"| {label} | {v['p50']:.4f} | {v['p90']:.4f} | {v['p99']:.4f} | {v['n']} |")
-    lines += ["", f"Runtime overhead per call (p50, vs raw session): run {res['overhead_run_us_p50']:.1f} us, "
-              f"with preprocessing {res['overhead_call_us_p50']:.1f} us."]
+    lines += [
+        "",
+        f"Runtime overhead per call (p50, vs raw session): run {res['overhead_run_us_p50']:.1f} us, "
+        f"with preprocessing {res['overhead_call_us_p50']:.1f} us.",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -149,8 +149,14 @@ class Stages:
 
 
 def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=True)
+    return Progress(
+        TextColumn("{task.description:<8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
 
 
 def model_identity(anchor: torch.nn.Module, payload: dict) -> str:
@@ -185,16 +191,25 @@ def load(cfg: BuildConfig, builder: EngineBuilder) -> Source:
         family = model_family(family_of(payload["config"]))
     except TrainerError as exc:
         raise CompilerError(str(exc)) from None
-    return Source(models, family, payload, fit_cfg, load_grid(cfg.prefs, len(payload["tasks"])),
-                  tuple(payload["input_spec"]["shape"]), model_identity(models.anchor, payload), builder.identity())
+    return Source(
+        models,
+        family,
+        payload,
+        fit_cfg,
+        load_grid(cfg.prefs, len(payload["tasks"])),
+        tuple(payload["input_spec"]["shape"]),
+        model_identity(models.anchor, payload),
+        builder.identity(),
+    )
 
 
 def derive_points(src: Source) -> list[Point]:
     """Spec (argmax tree), signature and weight adaptation (BN deltas) of every grid point."""
     points = []
     for gp in src.grid:
-        spec, adaptation = src.family.derive(src.models, torch.tensor(gp.preference.r, dtype=torch.float32),
-                                             gp.preference.c)
+        spec, adaptation = src.family.derive(
+            src.models, torch.tensor(gp.preference.r, dtype=torch.float32), gp.preference.c
+        )
         points.append(Point(gp, spec, src.family.info.signature(spec), adaptation))
     return points
 
@@ -209,10 +224,14 @@ def derive(src: Source, cache: CompileCache) -> Plan:
 
 def spec_costs(src: Source, spec, cache: CompileCache) -> tuple[int, float]:
     """(params, FLOPs) of a spec; memoised, FLOP counting costs ~0.5 s per spec."""
-    fields = {"model": src.identity, "family": src.family.name, "tree": [list(r) for r in spec],
-              "shape": list(src.shape), "torch": torch.__version__}
-    params, flops = cache.memo_json("costs", "flops", fields,
-                                    lambda: src.family.cost(src.models, spec, src.shape[1]))
+    fields = {
+        "model": src.identity,
+        "family": src.family.name,
+        "tree": [list(r) for r in spec],
+        "shape": list(src.shape),
+        "torch": torch.__version__,
+    }
+    params, flops = cache.memo_json("costs", "flops", fields, lambda: src.family.cost(src.models, spec, src.shape[1]))
     return int(params), float(flops)
 
 
@@ -226,30 +245,44 @@ def fold(src: Source, points: list[Point], stage: Path, progress: Progress) -> l
     return ids
 
 
-def export(src: Source, specs: dict[str, tuple], graph_precision: str, cache: CompileCache, stage: Path,
-           progress: Progress) -> dict[str, Graph]:
+def export(
+    src: Source, specs: dict[str, tuple], graph_precision: str, cache: CompileCache, stage: Path, progress: Progress
+) -> dict[str, Graph]:
     """Per signature: the unadapted sub-network's ONNX graph (grid-independent, so cacheable)."""
     bar = progress.add_task("export", total=len(specs))
     (stage / "graphs").mkdir(exist_ok=True)
     graphs = {}
     for sig, spec in specs.items():
-        fields = {"model": src.identity, "signature": sig, "precision": graph_precision, "opset": OPSET,
-                  "torch": torch.__version__, "shape": list(src.shape)}
+        fields = {
+            "model": src.identity,
+            "signature": sig,
+            "precision": graph_precision,
+            "opset": OPSET,
+            "torch": torch.__version__,
+            "shape": list(src.shape),
+        }
 
         def write(tmp: Path, spec=spec) -> dict:
             module = src.family.subnet(src.models, spec)
             info = export_graph(module, src.shape, src.task_names, tmp, graph_precision)
             return {"weight_names": list(info.weight_names), "output_names": list(info.output_names)}
+
         entry = cache.get_or_build("graphs", graph_precision, fields, ".onnx", write)
         shutil.copyfile(entry.path, stage / "graphs" / f"{sig}.onnx")
-        graphs[sig] = Graph(entry.path, entry.key, tuple(entry.meta["weight_names"]),
-                            tuple(entry.meta["output_names"]))
+        graphs[sig] = Graph(entry.path, entry.key, tuple(entry.meta["weight_names"]), tuple(entry.meta["output_names"]))
         progress.advance(bar)
     return graphs
 
 
-def engines(src: Source, graphs: dict[str, Graph], builder: EngineBuilder, cfg: BuildConfig, cache: CompileCache,
-            stage: Path, progress: Progress) -> dict[str, EngineRef]:
+def engines(
+    src: Source,
+    graphs: dict[str, Graph],
+    builder: EngineBuilder,
+    cfg: BuildConfig,
+    cache: CompileCache,
+    stage: Path,
+    progress: Progress,
+) -> dict[str, EngineRef]:
     """Per signature: the backend's engine, keyed by its graph's key (a graph rebuilt by a
     new exporter never reuses an old engine); built on `cfg.jobs` threads."""
     bar = progress.add_task("engine", total=len(graphs))
@@ -257,12 +290,25 @@ def engines(src: Source, graphs: dict[str, Graph], builder: EngineBuilder, cfg: 
 
     def one(sig: str):
         g = graphs[sig]
-        fields = {"model": src.identity, "signature": sig, "graph": g.key, "backend": builder.name,
-                  "precision": cfg.precision, "shape": list(src.shape), **src.device}
-        entry = cache.get_or_build("engines", subdir, fields, builder.suffix,
-                                   lambda tmp: builder.build(g.path, tmp, cfg.precision, g.weight_names))
+        fields = {
+            "model": src.identity,
+            "signature": sig,
+            "graph": g.key,
+            "backend": builder.name,
+            "precision": cfg.precision,
+            "shape": list(src.shape),
+            **src.device,
+        }
+        entry = cache.get_or_build(
+            "engines",
+            subdir,
+            fields,
+            builder.suffix,
+            lambda tmp: builder.build(g.path, tmp, cfg.precision, g.weight_names),
+        )
         progress.advance(bar)
         return sig, entry
+
     with ThreadPoolExecutor(cfg.jobs) as pool:
         entries = dict(pool.map(one, graphs))
     refs = {}
@@ -270,13 +316,22 @@ def engines(src: Source, graphs: dict[str, Graph], builder: EngineBuilder, cfg: 
         rel = Path("engines") / subdir / entry.path.name
         (stage / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(entry.path, stage / rel)
-        refs[sig] = EngineRef(builder.name, cfg.precision, src.device["device"], entry.key, str(rel),
-                              entry.meta["sha256"])
+        refs[sig] = EngineRef(
+            builder.name, cfg.precision, src.device["device"], entry.key, str(rel), entry.meta["sha256"]
+        )
     return refs
 
 
-def parity(src: Source, points: list[Point], weight_ids: list[str], refs: dict[str, EngineRef], cfg: BuildConfig,
-           cache: CompileCache, stage: Path, progress: Progress) -> list[dict]:
+def parity(
+    src: Source,
+    points: list[Point],
+    weight_ids: list[str],
+    refs: dict[str, EngineRef],
+    cfg: BuildConfig,
+    cache: CompileCache,
+    stage: Path,
+    progress: Progress,
+) -> list[dict]:
     """Per point: {task: errors} of its engine with its weights bound against the PyTorch
     tree model; raises ParityError (nothing published) if any exceeds the tolerance."""
     bar = progress.add_task("parity", total=len(points))
@@ -287,8 +342,12 @@ def parity(src: Source, points: list[Point], weight_ids: list[str], refs: dict[s
         ref = refs[p.signature]
         # A pure function of engine, weights and inputs: memoised, so a repeated build skips it.
         fields = {"engine": ref.key, "weights": wid, "seed": cfg.seed, "n": len(xs)}
-        errors = cache.memo_json("parity", f"{ref.backend}/{ref.device}", fields,
-                                 lambda p=p, wid=wid, ref=ref: check_point(src, p, ref, stage, wid, xs))
+        errors = cache.memo_json(
+            "parity",
+            f"{ref.backend}/{ref.device}",
+            fields,
+            lambda p=p, wid=wid, ref=ref: check_point(src, p, ref, stage, wid, xs),
+        )
         results.append(errors)
         worst = max(e["rel"] for e in errors.values())
         if not worst <= tol:  # also catches NaN
@@ -296,9 +355,11 @@ def parity(src: Source, points: list[Point], weight_ids: list[str], refs: dict[s
         progress.advance(bar)
     if failures:
         worst, name, sig = max(failures)
-        raise ParityError(f"{len(failures)} of {len(points)} grid points exceed the parity tolerance {tol:g} "
-                          f"(relative to the output scale); worst {worst:.3g} at {name!r} (signature {sig}). "
-                          f"Nothing was published.")
+        raise ParityError(
+            f"{len(failures)} of {len(points)} grid points exceed the parity tolerance {tol:g} "
+            f"(relative to the output scale); worst {worst:.3g} at {name!r} (signature {sig}). "
+            f"Nothing was published."
+        )
     return results
 
 
@@ -330,14 +391,21 @@ def samples(src: Source, cache: CompileCache, stage: Path, n: int = 48, upscale:
     the scene generator lives in the trainer): RGB uint8, larger than the
     network input, as a camera's would be. Cached: rendering takes seconds."""
     from trainer.data.scenes import GENERATOR_VERSION, render_scenes
+
     data, size = src.fit_cfg.data, src.shape[1] * upscale
-    fields = {"n": n, "size": size, "seed": data.seed + 7919, "max_objects": data.max_objects,
-              "generator": GENERATOR_VERSION}
+    fields = {
+        "n": n,
+        "size": size,
+        "seed": data.seed + 7919,
+        "max_objects": data.max_objects,
+        "generator": GENERATOR_VERSION,
+    }
 
     def render(tmp: Path) -> None:
         images = render_scenes(n, size, seed=fields["seed"], max_objects=data.max_objects)["image"]
         with open(tmp, "wb") as f:
             np.save(f, np.ascontiguousarray(images.astype(np.uint8).transpose(0, 2, 3, 1)))
+
     entry = cache.get_or_build("samples", "scenes", fields, ".npy", render)
     (stage / "samples").mkdir()
     shutil.copyfile(entry.path, stage / "samples" / "frames.npy")
@@ -359,31 +427,62 @@ def manifest(cfg: BuildConfig, src: Source, c: Compiled, build_info: dict) -> Ma
     sigs = {}
     for sig, spec in c.plan.specs.items():
         g, (params, flops) = c.graphs[sig], c.plan.costs[sig]
-        sigs[sig] = SignatureInfo(sig, spec, src.family.info.units_per_layer(spec), params, flops,
-                                  f"graphs/{sig}.onnx", INPUT_NAME, g.output_names, g.weight_names, (c.refs[sig],))
-    grid = tuple(GridEntry(p.grid.name, p.grid.preference.r, p.grid.preference.c, p.signature, wid, par)
-                 for p, wid, par in zip(c.plan.points, c.weight_ids, c.parity))
+        sigs[sig] = SignatureInfo(
+            sig,
+            spec,
+            src.family.info.units_per_layer(spec),
+            params,
+            flops,
+            f"graphs/{sig}.onnx",
+            INPUT_NAME,
+            g.output_names,
+            g.weight_names,
+            (c.refs[sig],),
+        )
+    grid = tuple(
+        GridEntry(p.grid.name, p.grid.preference.r, p.grid.preference.c, p.signature, wid, par)
+        for p, wid, par in zip(c.plan.points, c.weight_ids, c.parity)
+    )
     spec = src.payload["input_spec"]
     # The checkpoint by identity, not by path: a moved bundle keeps working.
-    model = {"identity": src.identity, "checkpoint": {"name": Path(cfg.checkpoint).name,
-                                                      "sha256": file_sha256(cfg.checkpoint)},
-             "backbone": src.fit_cfg.model.backbone, "config": src.payload["config"]}
+    model = {
+        "identity": src.identity,
+        "checkpoint": {"name": Path(cfg.checkpoint).name, "sha256": file_sha256(cfg.checkpoint)},
+        "backbone": src.fit_cfg.model.backbone,
+        "config": src.payload["config"],
+    }
     tasks = tuple(TaskInfo(t["name"], t["kind"], t["channels"]) for t in src.payload["tasks"])
-    return Manifest(model=model, tasks=tasks,
-                    input=InputSpec(tuple(spec["shape"]), spec["colour_order"], spec["scale"], tuple(spec["mean"]),
-                                    tuple(spec["std"])),
-                    full_net={"params": c.plan.full[0], "flops": c.plan.full[1]}, signatures=sigs, grid=grid,
-                    hypernets=c.hypernets, build=build_info, family=src.family.name)
+    return Manifest(
+        model=model,
+        tasks=tasks,
+        input=InputSpec(
+            tuple(spec["shape"]), spec["colour_order"], spec["scale"], tuple(spec["mean"]), tuple(spec["std"])
+        ),
+        full_net={"params": c.plan.full[0], "flops": c.plan.full[1]},
+        signatures=sigs,
+        grid=grid,
+        hypernets=c.hypernets,
+        build=build_info,
+        family=src.family.name,
+    )
 
 
 def report(out: Path, c: Compiled, cache: CompileCache, seconds: dict) -> BuildReport:
     def rel(values):
         return (min(values), statistics.median(values), max(values))
+
     full = c.plan.full
-    return BuildReport(out, len(c.plan.points), len(c.plan.specs), len(set(c.weight_ids)), cache.stats,
-                       rel([p / full[0] for p, _ in c.plan.costs.values()]),
-                       rel([f / full[1] for _, f in c.plan.costs.values()]),
-                       max(e["rel"] for errs in c.parity for e in errs.values()), seconds)
+    return BuildReport(
+        out,
+        len(c.plan.points),
+        len(c.plan.specs),
+        len(set(c.weight_ids)),
+        cache.stats,
+        rel([p / full[0] for p, _ in c.plan.costs.values()]),
+        rel([f / full[1] for _, f in c.plan.costs.values()]),
+        max(e["rel"] for errs in c.parity for e in errs.values()),
+        seconds,
+    )
 
 
 def publish(stage: Path, out: Path) -> None:
@@ -421,9 +520,15 @@ def build(cfg: BuildConfig, console: Console | None = None) -> BuildReport:
         # No paths of the build machine: a bundle is copied to devices and must not depend on them.
         config = {k: v for k, v in vars(cfg).items() if k not in ("checkpoint", "out", "cache")}
         config["prefs"] = Path(cfg.prefs).name
-        info = {"backend": cfg.backend, "precision": cfg.precision, "device": src.device, "config": config,
-                "cache": cache.stats, "stages": timed.seconds,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        info = {
+            "backend": cfg.backend,
+            "precision": cfg.precision,
+            "device": src.device,
+            "config": config,
+            "cache": cache.stats,
+            "stages": timed.seconds,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         atomic_write_text(stage / "manifest.json", json.dumps(manifest(cfg, src, compiled, info).to_dict(), indent=1))
         publish(stage, out)
     finally:
@@ -431,8 +536,16 @@ def build(cfg: BuildConfig, console: Console | None = None) -> BuildReport:
     return report(out, compiled, cache, timed.seconds)
 
 
-def _compile(cfg: BuildConfig, src: Source, plan: Plan, builder: EngineBuilder, cache: CompileCache, stage: Path,
-             timed: Stages, console: Console) -> Compiled:
+def _compile(
+    cfg: BuildConfig,
+    src: Source,
+    plan: Plan,
+    builder: EngineBuilder,
+    cache: CompileCache,
+    stage: Path,
+    timed: Stages,
+    console: Console,
+) -> Compiled:
     with _progress(console) as progress:
         with timed("fold"):
             weight_ids = fold(src, plan.points, stage, progress)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from compiler.errors import CompilerError
 from edgecore.fileio import atomic_write_text, file_sha256
 
 CACHE_FORMAT_VERSION = 2  # bump when artifacts change meaning: every old entry becomes a miss
+ENTRY_KEY = re.compile(r"[0-9a-f]{24}")  # cache_key(): the names of everything this cache writes
 STRICT_ENV = "EDGEMTL_CACHE_STRICT"  # "1": a miss is an error (tests, CI: prove a build is all hits)
 
 
@@ -71,8 +73,9 @@ class CompileCache:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def get_or_build(self, kind: str, subdir: str, fields: dict, suffix: str,
-                     build: Callable[[Path], dict | None]) -> Entry:
+    def get_or_build(
+        self, kind: str, subdir: str, fields: dict, suffix: str, build: Callable[[Path], dict | None]
+    ) -> Entry:
         """The verified entry for `fields`; `build(tmp_path)` writes a missing one
         (and may return extra sidecar fields)."""
         entry = self._get_or_build(kind, subdir, fields, suffix, build)
@@ -83,8 +86,10 @@ class CompileCache:
     def memo_json(self, kind: str, subdir: str, fields: dict, compute: Callable[[], object]) -> object:
         """`compute()`'s JSON-serialisable result, memoised under `fields` (FLOP counts,
         parity errors: pure functions of their inputs that cost seconds)."""
+
         def write(tmp: Path) -> None:
             tmp.write_text(json.dumps(compute()))
+
         return json.loads(self.get_or_build(kind, subdir, fields, ".memo", write).path.read_text())
 
     def _get_or_build(self, kind, subdir, fields, suffix, build) -> Entry:
@@ -99,8 +104,9 @@ class CompileCache:
                 return Entry(data, key, "hit", meta)
             status = "rebuilt" if data.exists() or meta_path.exists() else "built"
             if self.strict:
-                raise CompilerError(f"cache miss for {kind} {key} ({status}) in {self.root} with "
-                                    f"{STRICT_ENV}=1; fields: {fields}")
+                raise CompilerError(
+                    f"cache miss for {kind} {key} ({status}) in {self.root} with {STRICT_ENV}=1; fields: {fields}"
+                )
             meta = self._write(data, meta_path, key, fields, build)
         return Entry(data, key, status, meta)
 
@@ -110,9 +116,16 @@ class CompileCache:
         try:
             t0 = time.perf_counter()
             extra = build(Path(tmp)) or {}
-            meta = {"key": key, "fields": fields, "cache_format": CACHE_FORMAT_VERSION, **extra,
-                    "size": os.path.getsize(tmp), "sha256": file_sha256(Path(tmp)),
-                    "build_seconds": round(time.perf_counter() - t0, 3), "created": time.time()}
+            meta = {
+                "key": key,
+                "fields": fields,
+                "cache_format": CACHE_FORMAT_VERSION,
+                **extra,
+                "size": os.path.getsize(tmp),
+                "sha256": file_sha256(Path(tmp)),
+                "build_seconds": round(time.perf_counter() - t0, 3),
+                "created": time.time(),
+            }
             os.replace(tmp, data)
         finally:
             Path(tmp).unlink(missing_ok=True)
@@ -120,11 +133,34 @@ class CompileCache:
         return meta
 
     def entries(self) -> list[tuple[Path, Path]]:
-        """(artifact, sidecar) pairs; an artifact without sidecar pairs with a missing path."""
+        """(artifact, sidecar) pairs of the entries this cache wrote: regular files named
+        `<key><suffix>` beside `<key>.json` in `<kind>/<subdir...>`. Links (to files or
+        folders) are never followed and nothing else is listed, so maintenance cannot
+        reach or delete a file outside the cache or one it did not create."""
         out = []
-        for meta in sorted(self.root.glob("*/*/*.json")) + sorted(self.root.glob("*/*/*/*.json")):
-            out += [(p, meta) for p in meta.parent.glob(meta.stem + ".*") if p.suffix not in (".json", ".lock", ".tmp")]
+        for folder, dirs, files in os.walk(self.root, followlinks=False):
+            dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(folder, d)))
+            here = Path(folder)
+            if here == self.root:
+                continue
+            regular = {f for f in files if not os.path.islink(here / f) and (here / f).is_file()}
+            for meta in sorted(
+                f for f in regular if ENTRY_KEY.fullmatch(f.removesuffix(".json")) and f.endswith(".json")
+            ):
+                key = meta.removesuffix(".json")
+                out += [
+                    (here / f, here / meta)
+                    for f in sorted(regular)
+                    if f.startswith(key + ".") and f != meta and not f.endswith((".lock", ".tmp"))
+                ]
         return out
+
+    def remove(self, data: Path, meta: Path) -> None:
+        """Deletes one entry listed by `entries` (never a link, never outside the root)."""
+        for path in (data, meta):
+            if path.is_symlink() or self.root.resolve() not in path.resolve().parents:
+                raise CompilerError(f"refusing to delete {path}: not a file of the cache {self.root}")
+            path.unlink(missing_ok=True)
 
 
 def _touch(path: Path) -> None:
@@ -132,4 +168,3 @@ def _touch(path: Path) -> None:
         os.utime(path)
     except OSError:  # a read-only cache still serves hits
         pass
-

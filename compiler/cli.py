@@ -27,36 +27,54 @@ exit codes: 0 ok, 1 parity check failed (nothing published), 2 bad input, 130 in
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="compiler", description="Compile a controllable multi-task model into "
-                                "deduplicated, BN-folded, verified engines for a grid of preferences.",
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="compiler",
+        description="Compile a controllable multi-task model into "
+        "deduplicated, BN-folded, verified engines for a grid of preferences.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="compile a preference grid into BUNDLE_DIR")
     b.add_argument("--checkpoint", required=True, help="RUN_DIR/model.ckpt written by `trainer fit` (or RUN_DIR)")
     b.add_argument("--prefs", required=True, help="grid.json (explicit preferences or a lattice) or a shipped name")
     b.add_argument("--out", required=True, help="bundle directory (replaced atomically when the build succeeds)")
-    b.add_argument("--backend", default="onnxruntime", choices=backends.names(),
-                   help="engine backend (default onnxruntime: CPU; tensorrt: NVIDIA GPUs and Jetson)")
-    b.add_argument("--precision", default="fp32", choices=backends.precisions(),
-                   help="engine precision (the backend must support it)")
-    b.add_argument("--cache", default=None, help="compile cache directory (default: ~/.cache/edgemtl/compile "
-                   "or $EDGEMTL_CACHE), shared by every bundle")
+    b.add_argument(
+        "--backend",
+        default="onnxruntime",
+        choices=backends.names(),
+        help="engine backend (default onnxruntime: CPU; tensorrt: NVIDIA GPUs and Jetson)",
+    )
+    b.add_argument(
+        "--precision",
+        default="fp32",
+        choices=backends.precisions(),
+        help="engine precision (the backend must support it)",
+    )
+    b.add_argument(
+        "--cache",
+        default=None,
+        help="compile cache directory (default: ~/.cache/edgemtl/compile or $EDGEMTL_CACHE), shared by every bundle",
+    )
     b.add_argument("--jobs", type=int, default=1, help="engine builds in parallel (default 1)")
-    b.add_argument("--parity-tol", type=float, default=1e-4, help="fp32 parity budget: max abs error / "
-                   "output scale (default 1e-4)")
+    b.add_argument(
+        "--parity-tol", type=float, default=1e-4, help="fp32 parity budget: max abs error / output scale (default 1e-4)"
+    )
     b.add_argument("--workspace-mb", type=int, default=1024, help="TensorRT builder workspace (default 1024)")
     c = sub.add_parser("cache", help="inspect and manage the compile cache")
     c.add_argument("action", choices=["ls", "verify", "prune"])
     c.add_argument("--cache", default=None, help="cache directory (default as for build)")
     c.add_argument("--fix", action="store_true", help="verify: delete corrupt entries")
-    c.add_argument("--older-than", type=float, default=None, metavar="DAYS",
-                   help="prune: delete entries not used for DAYS days")
+    c.add_argument(
+        "--older-than", type=float, default=None, metavar="DAYS", help="prune: delete entries not used for DAYS days"
+    )
     c.add_argument("--all", action="store_true", help="prune: delete every entry")
     return p
 
 
 def _grid_path(prefs: str) -> str:
     from compiler.grid import GRID_DIR
+
     shipped = GRID_DIR / f"{prefs}.json"
     return str(shipped) if not Path(prefs).exists() and shipped.is_file() else prefs
 
@@ -68,11 +86,13 @@ def _fmt3(values, fmt="{:.2f}") -> str:
 def print_summary(report, console: Console) -> None:
     t = Table(title=f"compiled {report.bundle}", show_header=False)
     dedup = report.points / max(report.signatures, 1)
-    rows = [("grid points", str(report.points)),
-            ("distinct signatures", f"{report.signatures} (dedup {dedup:.1f}x)"),
-            ("distinct weight sets", str(report.weight_sets)),
-            ("params / full net (min/med/max)", _fmt3(report.params_rel)),
-            ("FLOPs / full net (min/med/max)", _fmt3(report.flops_rel))]
+    rows = [
+        ("grid points", str(report.points)),
+        ("distinct signatures", f"{report.signatures} (dedup {dedup:.1f}x)"),
+        ("distinct weight sets", str(report.weight_sets)),
+        ("params / full net (min/med/max)", _fmt3(report.params_rel)),
+        ("FLOPs / full net (min/med/max)", _fmt3(report.flops_rel)),
+    ]
     for kind, c in report.cache.items():
         rows.append((f"cache {kind}", f"{c['hit']} hits, {c['built']} built, {c['rebuilt']} rebuilt (corrupt)"))
     rows.append(("parity worst (rel. error)", f"{report.parity_worst:.2e}"))
@@ -84,14 +104,24 @@ def print_summary(report, console: Console) -> None:
 
 def _build(args, console: Console) -> None:
     from compiler.build import BuildConfig, build
-    cfg = BuildConfig(checkpoint=args.checkpoint, prefs=_grid_path(args.prefs), out=args.out, backend=args.backend,
-                      precision=args.precision, cache=args.cache, jobs=args.jobs, parity_tol=args.parity_tol,
-                      workspace_mb=args.workspace_mb)
+
+    cfg = BuildConfig(
+        checkpoint=args.checkpoint,
+        prefs=_grid_path(args.prefs),
+        out=args.out,
+        backend=args.backend,
+        precision=args.precision,
+        cache=args.cache,
+        jobs=args.jobs,
+        parity_tol=args.parity_tol,
+        workspace_mb=args.workspace_mb,
+    )
     print_summary(build(cfg, console), console)
 
 
 def _cache(args, console: Console) -> None:
     from compiler.cache import CompileCache
+
     cache = CompileCache(args.cache, strict=False)
     now, t = time.time(), Table(title=f"compile cache {cache.root}")
     for col in ("kind", "where", "key", "size", "unused for (d)", "status"):
@@ -101,11 +131,11 @@ def _cache(args, console: Console) -> None:
         meta = cache.verify(data, meta_path)
         age = (now - meta_path.stat().st_mtime) / 86400
         status = "ok" if meta else "CORRUPT"
-        stale = args.action == "prune" and (args.all or meta is None or
-                                            (args.older_than is not None and age > args.older_than))
+        stale = args.action == "prune" and (
+            args.all or meta is None or (args.older_than is not None and age > args.older_than)
+        )
         if stale or (args.action == "verify" and args.fix and meta is None):
-            data.unlink(missing_ok=True)
-            meta_path.unlink(missing_ok=True)
+            cache.remove(data, meta_path)
             removed, status = removed + 1, status + ", removed"
         kind, where = data.relative_to(cache.root).parts[0], "/".join(data.relative_to(cache.root).parts[1:-1])
         t.add_row(kind, where, data.stem, f"{data.stat().st_size if data.exists() else 0:,}", f"{age:.1f}", status)
@@ -118,8 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console(stderr=False)
     command = _build if args.cmd == "build" else _cache
-    return run_main("compiler", lambda: command(args, console),
-                    "interrupted; nothing was published (cache entries already written are kept)")
+    return run_main(
+        "compiler",
+        lambda: command(args, console),
+        "interrupted; nothing was published (cache entries already written are kept)",
+    )
 
 
 if __name__ == "__main__":

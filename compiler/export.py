@@ -47,8 +47,9 @@ class _HalfIO(nn.Module):
         return tuple(o.float() for o in self.m(x.half()))
 
 
-def export_graph(module: nn.Module, input_shape: tuple[int, ...], output_names: list[str], path: str | Path,
-                 precision: str = "fp32") -> GraphInfo:
+def export_graph(
+    module: nn.Module, input_shape: tuple[int, ...], output_names: list[str], path: str | Path, precision: str = "fp32"
+) -> GraphInfo:
     """Writes `path` atomically; returns its I/O and initializer names."""
     path = Path(path)
     names = [k for k, _ in module.named_parameters()]
@@ -58,9 +59,17 @@ def export_graph(module: nn.Module, input_shape: tuple[int, ...], output_names: 
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-            torch.onnx.export(wrapped.eval(), (torch.zeros(1, *input_shape),), tmp, dynamo=False,
-                              opset_version=OPSET, input_names=[INPUT_NAME], output_names=list(output_names),
-                              keep_initializers_as_inputs=True, do_constant_folding=False)
+            torch.onnx.export(
+                wrapped.eval(),
+                (torch.zeros(1, *input_shape),),
+                tmp,
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=[INPUT_NAME],
+                output_names=list(output_names),
+                keep_initializers_as_inputs=True,
+                do_constant_folding=False,
+            )
         model = onnx.load(tmp)
         _constants_not_inputs(model, strip_prefix="m." if precision == "fp16" else "")
         _check_names(model, names)
@@ -81,8 +90,9 @@ def _constants_not_inputs(model: onnx.ModelProto, strip_prefix: str) -> None:
         for node in model.graph.node:
             node.input[:] = [renames.get(n, n) for n in node.input]
     init_names = {i.name for i in inits}
-    keep = [i for i in model.graph.input if i.name not in init_names and i.name.removeprefix(strip_prefix)
-            not in init_names]
+    keep = [
+        i for i in model.graph.input if i.name not in init_names and i.name.removeprefix(strip_prefix) not in init_names
+    ]
     del model.graph.input[:]
     model.graph.input.extend(keep)
 
@@ -91,5 +101,7 @@ def _check_names(model: onnx.ModelProto, names: list[str]) -> None:
     found = [i.name for i in model.graph.initializer]
     missing = sorted(set(names) - set(found))
     if missing or len(found) != len(set(found)):
-        raise CompilerError(f"ONNX export lost parameter names {missing[:3]} (found {len(found)} initializers for "
-                            f"{len(names)} parameters): weights could not be bound by name")
+        raise CompilerError(
+            f"ONNX export lost parameter names {missing[:3]} (found {len(found)} initializers for "
+            f"{len(names)} parameters): weights could not be bound by name"
+        )

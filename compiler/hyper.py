@@ -42,16 +42,26 @@ def export_hypernets(models, directory: Path) -> dict:
     n = anchor.n_tasks
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(HypernetPair(models.edge, models.weight).eval(), (torch.full((n,), 1 / n), torch.zeros(1)),
-                          str(directory / "hypernets.onnx"), dynamo=False, opset_version=OPSET,
-                          input_names=["r", "c"], output_names=["edge_logits", "bn_deltas"])
+        torch.onnx.export(
+            HypernetPair(models.edge, models.weight).eval(),
+            (torch.full((n,), 1 / n), torch.zeros(1)),
+            str(directory / "hypernets.onnx"),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["r", "c"],
+            output_names=["edge_logits", "bn_deltas"],
+        )
     folder = TreeFolder(anchor)
     arrays = {f"{node_key(l, i)}/{k}": v for (l, i), (arr, _) in folder.nodes.items() for k, v in arr.items()}
     arrays.update({f"heads.{j}/{k}": v for j, (arr, _) in enumerate(folder.heads) for k, v in arr.items()})
     np.savez(directory / "anchor.npz", **arrays)
-    plan = {"version": PLAN_VERSION, "n_tasks": n, "n_layers": anchor.n_layers,
-            "layout": [[l, i, [[name, ch] for name, ch in bns]] for (l, i), bns in models.weight.layout],
-            "pairs": {node_key(l, i): pairs for (l, i), (_, pairs) in folder.nodes.items()}
-            | {f"heads.{j}": pairs for j, (_, pairs) in enumerate(folder.heads)}}
+    plan = {
+        "version": PLAN_VERSION,
+        "n_tasks": n,
+        "n_layers": anchor.n_layers,
+        "layout": [[l, i, [[name, ch] for name, ch in bns]] for (l, i), bns in models.weight.layout],
+        "pairs": {node_key(l, i): pairs for (l, i), (_, pairs) in folder.nodes.items()}
+        | {f"heads.{j}": pairs for j, (_, pairs) in enumerate(folder.heads)},
+    }
     (directory / "hypernets.json").write_text(json.dumps(plan))
     return {"graph": "hypernets.onnx", "plan": "hypernets.json", "anchor": "anchor.npz"}

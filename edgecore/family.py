@@ -44,6 +44,12 @@ def get_family(name: str) -> Family:
     return FAMILIES[name]
 
 
-register_family(Family(DEFAULT_FAMILY, canonical_tree, tree_signature,
-                       lambda tree: tuple(sum(row) for row in used_nodes(canonical_tree(tree))),
-                       "trainer.families"))
+register_family(
+    Family(
+        DEFAULT_FAMILY,
+        canonical_tree,
+        tree_signature,
+        lambda tree: tuple(sum(row) for row in used_nodes(canonical_tree(tree))),
+        "trainer.families",
+    )
+)

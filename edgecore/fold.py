@@ -1,4 +1,4 @@
-"""BatchNorm folding (DESIGN.md section 5), in numpy: the one implementation.
+"""BatchNorm folding (docs/design.md section 5), in numpy: the one implementation.
 The trainer's standalone sub-networks, the compiler's weight sets and the
 runtime's exact mode (weights for preferences the compiled grid does not hold)
 all fold through these functions."""
@@ -12,9 +12,17 @@ import numpy as np
 from edgecore.tree import canonical_tree, head_prefix, node_prefix, used_nodes
 
 
-def fold_conv_bn(weight: np.ndarray, bias: np.ndarray | None, gamma: np.ndarray, beta: np.ndarray,
-                 mean: np.ndarray, var: np.ndarray, eps: float,
-                 dgamma: np.ndarray | None = None, dbeta: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def fold_conv_bn(
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    mean: np.ndarray,
+    var: np.ndarray,
+    eps: float,
+    dgamma: np.ndarray | None = None,
+    dbeta: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Folds BN(conv(x)) with hypernet deltas into one conv: returns (W_f, b_f).
 
     gamma' = gamma + dgamma, beta' = beta + dbeta, s = gamma' / sqrt(var + eps),
@@ -35,8 +43,12 @@ def fold_conv_bn(weight: np.ndarray, bias: np.ndarray | None, gamma: np.ndarray,
     return w_f.astype(weight.dtype), b_f.astype(weight.dtype)
 
 
-def fold_params(params: Mapping[str, np.ndarray], pairs: Sequence[tuple[str, str, float]],
-                deltas: Mapping[str, np.ndarray] | None = None, prefix: str = "") -> dict[str, np.ndarray]:
+def fold_params(
+    params: Mapping[str, np.ndarray],
+    pairs: Sequence[tuple[str, str, float]],
+    deltas: Mapping[str, np.ndarray] | None = None,
+    prefix: str = "",
+) -> dict[str, np.ndarray]:
     """Folds every (conv, bn, eps) pair of one module given by name.
 
     `params` holds the module's parameters and its BNs' running_mean/var (the
@@ -48,12 +60,21 @@ def fold_params(params: Mapping[str, np.ndarray], pairs: Sequence[tuple[str, str
     deltas = deltas or {}
     out, consumed = {}, set()
     for conv, bn, eps in pairs:
-        w, b = fold_conv_bn(params[f"{conv}.weight"], params.get(f"{conv}.bias"), params[f"{bn}.weight"],
-                            params[f"{bn}.bias"], params[f"{bn}.running_mean"], params[f"{bn}.running_var"], eps,
-                            deltas.get(f"{bn}.weight"), deltas.get(f"{bn}.bias"))
+        w, b = fold_conv_bn(
+            params[f"{conv}.weight"],
+            params.get(f"{conv}.bias"),
+            params[f"{bn}.weight"],
+            params[f"{bn}.bias"],
+            params[f"{bn}.running_mean"],
+            params[f"{bn}.running_var"],
+            eps,
+            deltas.get(f"{bn}.weight"),
+            deltas.get(f"{bn}.bias"),
+        )
         out[f"{prefix}{conv}.weight"], out[f"{prefix}{conv}.bias"] = w, b
-        consumed |= {f"{conv}.weight", f"{conv}.bias"} | {f"{bn}.{k}" for k in ("weight", "bias", "running_mean",
-                                                                                 "running_var")}
+        consumed |= {f"{conv}.weight", f"{conv}.bias"} | {
+            f"{bn}.{k}" for k in ("weight", "bias", "running_mean", "running_var")
+        }
     out.update({f"{prefix}{k}": v for k, v in params.items() if k not in consumed})
     return out
 
@@ -61,8 +82,12 @@ def fold_params(params: Mapping[str, np.ndarray], pairs: Sequence[tuple[str, str
 NodeFold = tuple[Mapping[str, np.ndarray], Sequence[tuple[str, str, float]]]  # (arrays, pairs) of one module
 
 
-def fold_tree(nodes: Mapping[tuple[int, int], NodeFold], heads: Sequence[NodeFold], tree,
-              deltas: Mapping[tuple[int, int], Mapping[str, np.ndarray]] | None = None) -> dict[str, np.ndarray]:
+def fold_tree(
+    nodes: Mapping[tuple[int, int], NodeFold],
+    heads: Sequence[NodeFold],
+    tree,
+    deltas: Mapping[tuple[int, int], Mapping[str, np.ndarray]] | None = None,
+) -> dict[str, np.ndarray]:
     """Folded weights of a tree's used nodes (+ BN deltas per node) and the heads,
     named as the compiled graphs' initializers (`nodes.n<l>_<i>.<param>`,
     `heads.<j>.<param>`). The compiler and the runtime's exact mode both call this."""

@@ -7,7 +7,7 @@ feeds node (l+1, j), which runs stream j's block. Every node of layer L is
 used (task j's head reads node (L, j)); a lower node is used when a used
 child picks it. The canonical form writes -1 for the parents of unused nodes,
 so two trees that compute the same thing compare equal and share one
-signature (DESIGN.md section 4): one graph, one engine.
+signature (docs/design.md section 4): one graph, one engine.
 
 The trainer, the compiler and the runtime all call these functions; the
 initializer names of compiled graphs, the keys of weight files and the runtime's
@@ -51,8 +51,10 @@ def canonical_tree(parents: Sequence[Sequence[int]]) -> Tree:
         for child, p in enumerate(row):
             if used[layer + 1][child] and p < 0:
                 raise ValueError(f"tree layer {layer}: used child {child} has no parent (-1)")
-    return tuple(tuple(int(p) if used[layer + 1][child] else -1 for child, p in enumerate(row))
-                 for layer, row in enumerate(parents))
+    return tuple(
+        tuple(int(p) if used[layer + 1][child] else -1 for child, p in enumerate(row))
+        for layer, row in enumerate(parents)
+    )
 
 
 def canonical_text(parents: Sequence[Sequence[int]]) -> str:

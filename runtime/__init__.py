@@ -16,5 +16,13 @@ from runtime.core import Runtime, load
 from runtime.errors import EdgeRuntimeError
 from runtime.prefs import Preference, validate_preference
 
-__all__ = ["EdgeRuntimeError", "Preference", "Runtime", "canonical_tree", "fold_conv_bn", "load", "tree_signature",
-           "validate_preference"]
+__all__ = [
+    "EdgeRuntimeError",
+    "Preference",
+    "Runtime",
+    "canonical_tree",
+    "fold_conv_bn",
+    "load",
+    "tree_signature",
+    "validate_preference",
+]

@@ -62,7 +62,7 @@ def load_schedule(path: str | None) -> dict[int, list[Event]]:
         raise EdgeRuntimeError(f"schedule {path}: cannot read JSON ({exc})") from None
     events = data.get("events") if isinstance(data, dict) else None
     if not isinstance(events, list):
-        raise EdgeRuntimeError(f"schedule {path}: expected {{\"events\": [...]}}")
+        raise EdgeRuntimeError(f'schedule {path}: expected {{"events": [...]}}')
     out: dict[int, list[Event]] = {}
     for i, ev in enumerate(events):
         where = f"schedule {path}: events[{i}]"
@@ -72,8 +72,9 @@ def load_schedule(path: str | None) -> dict[int, list[Event]]:
             raise EdgeRuntimeError(f"{where}: frame must be an integer >= 0, found {ev.get('frame')!r}")
         if ("r" in ev) != ("c" in ev) or ("r" not in ev and "budget_ms" not in ev):
             raise EdgeRuntimeError(f"{where}: give r and c together, and/or budget_ms")
-        out.setdefault(ev["frame"], []).append(Event(ev["frame"], tuple(ev["r"]) if "r" in ev else None,
-                                                     ev.get("c"), ev.get("budget_ms")))
+        out.setdefault(ev["frame"], []).append(
+            Event(ev["frame"], tuple(ev["r"]) if "r" in ev else None, ev.get("c"), ev.get("budget_ms"))
+        )
     return out
 
 
@@ -105,9 +106,11 @@ def hud(rt, sel, fps: float, dropped: int | None = None) -> list[str]:
     full = rt.manifest.full_net
     budget = f"{rt.budget_ms:.2f} ms" if rt.budget_ms else "none"
     drops = f"  dropped {dropped}" if dropped is not None else ""
-    return [f"{fps:5.1f} FPS  engine p50 {st.get('p50', 0):.2f} p99 {st.get('p99', 0):.2f} ms{drops}",
-            f"r=({', '.join(f'{v:.2f}' for v in sel.entry.r)}) c={sel.entry.c:.2f} budget {budget}",
-            f"sig {sig.signature}  params {sig.params / full['params']:.2f}x  FLOPs {sig.flops / full['flops']:.2f}x"]
+    return [
+        f"{fps:5.1f} FPS  engine p50 {st.get('p50', 0):.2f} p99 {st.get('p99', 0):.2f} ms{drops}",
+        f"r=({', '.join(f'{v:.2f}' for v in sel.entry.r)}) c={sel.entry.c:.2f} budget {budget}",
+        f"sig {sig.signature}  params {sig.params / full['params']:.2f}x  FLOPs {sig.flops / full['flops']:.2f}x",
+    ]
 
 
 def keys(rt, key: int) -> bool:
@@ -141,8 +144,9 @@ class Output:
         canvas = compose(frame, outs, self.kinds, hud())
         if self.path:
             if self.writer is None:
-                self.writer = self.cv2.VideoWriter(self.path, self.cv2.VideoWriter_fourcc(*"mp4v"), 15,
-                                                   (canvas.shape[1], canvas.shape[0]))
+                self.writer = self.cv2.VideoWriter(
+                    self.path, self.cv2.VideoWriter_fourcc(*"mp4v"), 15, (canvas.shape[1], canvas.shape[0])
+                )
                 if not self.writer.isOpened():
                     raise EdgeRuntimeError(f"cannot write video {self.path}")
             self.writer.write(np.ascontiguousarray(canvas[..., ::-1]))
@@ -161,26 +165,16 @@ def run_stream(args: StreamConfig) -> dict:
     """Runs the source through the bundle; Ctrl-C ends the stream like its last
     frame would (result['interrupted']), so stats and video of a camera run are kept."""
     schedule = load_schedule(args.schedule)
-    rt = runtime.load(args.bundle, args.backend, threads=args.threads)
-    check_schedule(schedule, len(rt.task_names), args.schedule)
-    if args.r is not None:
-        rt.set_preference(args.r, args.c)
-    if args.budget_ms is not None:
-        rt.set_budget(args.budget_ms)
+    rt = open_runtime(args, schedule)
     out = Output(args, {t.name: t.kind for t in rt.manifest.tasks})
     source, live = open_source(args.source, Path(args.bundle), args.frames, args.live_fps)
     per_frame, swaps, interrupted, t_start = [], [], False, time.perf_counter()
     try:
         for i, frame in enumerate(source):
-            for ev in schedule.get(i, []):
-                n0 = len(rt.swaps)
-                apply_event(rt, ev)
-                swaps += [{"frame": i, **s} for s in rt.swaps[n0:]]
+            swaps += apply_events(rt, schedule.get(i, []), i)
             t0 = time.perf_counter()  # call_ms includes preprocessing
             outs, sel = rt.infer(preprocess(frame, rt.manifest.input), t0)
-            per_frame.append({"frame": i, "call_ms": rt.call_ms[-1], "engine_ms": rt.engine_ms[-1],
-                              "point": sel.entry.name, "signature": sel.entry.signature,
-                              "over_budget": bool(rt.budget_ms and rt.call_ms[-1] > rt.budget_ms)})
+            per_frame.append(frame_record(rt, i, sel))
             fps = len(per_frame) / max(time.perf_counter() - t_start, 1e-9)
             if not out.frame(rt, frame, outs, lambda: hud(rt, sel, fps, live.dropped if live else None)):
                 break
@@ -191,13 +185,44 @@ def run_stream(args: StreamConfig) -> dict:
             live.close()
         out.close()
         rt.close()
-    return {"bundle": str(args.bundle), "source": args.source, "backend": rt.backend,
-            "segments": segments(per_frame, rt.manifest),
-            "backend_reason": rt.backend_reason, "interrupted": interrupted, "frames": len(per_frame),
-            "processed": len(per_frame), "live": live is not None,
-            "produced": live.produced if live else len(per_frame), "dropped": live.dropped if live else 0,
-            "video": args.out, "video_frames": out.written, "swaps": swaps, "summary": rt.stats(),
-            "per_frame": per_frame}
+    return result(args, rt, out, live, per_frame, swaps, interrupted)
+
+
+def open_runtime(args: StreamConfig, schedule: dict[int, list[Event]]):
+    """The loaded bundle at the initial preference/budget; the schedule is checked first."""
+    rt = runtime.load(args.bundle, args.backend, threads=args.threads)
+    check_schedule(schedule, len(rt.task_names), args.schedule)
+    if args.r is not None:
+        rt.set_preference(args.r, args.c)
+    if args.budget_ms is not None:
+        rt.set_budget(args.budget_ms)
+    return rt
+
+
+def apply_events(rt, events: list[Event], frame: int) -> list[dict]:
+    """Applies one frame's schedule events; returns the swaps they caused."""
+    n0 = len(rt.swaps)
+    for ev in events:
+        apply_event(rt, ev)
+    return [{"frame": frame, **s} for s in rt.swaps[n0:]]
+
+
+def frame_record(rt, i: int, sel) -> dict:
+    over = bool(rt.budget_ms and rt.call_ms[-1] > rt.budget_ms)
+    return {"frame": i, "call_ms": rt.call_ms[-1], "engine_ms": rt.engine_ms[-1], "point": sel.entry.name,
+            "signature": sel.entry.signature, "over_budget": over}  # fmt: skip
+
+
+def result(args: StreamConfig, rt, out: Output, live, per_frame: list[dict], swaps: list[dict],
+           interrupted: bool) -> dict:  # fmt: skip
+    return {
+        "bundle": str(args.bundle), "source": args.source, "backend": rt.backend,
+        "segments": segments(per_frame, rt.manifest), "backend_reason": rt.backend_reason,
+        "interrupted": interrupted, "frames": len(per_frame), "processed": len(per_frame), "live": live is not None,
+        "produced": live.produced if live else len(per_frame), "dropped": live.dropped if live else 0,
+        "video": args.out, "video_frames": out.written, "swaps": swaps, "summary": rt.stats(),
+        "per_frame": per_frame,
+    }  # fmt: skip
 
 
 def segments(per_frame: list[dict], manifest) -> list[dict]:
@@ -207,13 +232,20 @@ def segments(per_frame: list[dict], manifest) -> list[dict]:
     for f in per_frame:
         if not out or out[-1]["point"] != f["point"]:
             sig, entry = manifest.signatures[f["signature"]], manifest.entry(f["point"])
-            out.append({"first": f["frame"], "point": f["point"], "r": list(entry.r), "c": entry.c,
-                        "signature": f["signature"],
-                        "params": sig.params / full["params"], "flops": sig.flops / full["flops"], "ms": []})
+            out.append(
+                {
+                    "first": f["frame"],
+                    "point": f["point"],
+                    "r": list(entry.r),
+                    "c": entry.c,
+                    "signature": f["signature"],
+                    "params": sig.params / full["params"],
+                    "flops": sig.flops / full["flops"],
+                    "ms": [],
+                }
+            )
         out[-1]["last"] = f["frame"]
         out[-1]["ms"].append(f["engine_ms"])
     for seg in out:
         seg["engine_p50_ms"] = percentiles(seg.pop("ms"), (50,))["p50"]
     return out
-
-

@@ -16,8 +16,9 @@ from runtime.preprocess import preprocess
 from runtime.sources import frames
 
 
-def bench(bundle: str, backend: str = "auto", repeats: int = 50, warmup: int = 10, threads: int = 0,
-          fps: float | None = None) -> LatencyTable:
+def bench(
+    bundle: str, backend: str = "auto", repeats: int = 50, warmup: int = 10, threads: int = 0, fps: float | None = None
+) -> LatencyTable:
     """Per-signature latency (ms) of one frame on this device: preprocessing of a
     camera-sized frame (the bundle's samples) plus the engine run, which is what
     `set_budget` must fit. Frames rotate between repeats. With `fps`, runs are
@@ -48,8 +49,13 @@ def bench(bundle: str, backend: str = "auto", repeats: int = 50, warmup: int = 1
             table[sig] = percentiles(ms[warmup:])
     finally:
         rt.close()
-    return LatencyTable(backend=rt.backend, device=rt.device(), machine=machine_id(), repeats=repeats,
-                        threads=threads, fps=fps, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                        signatures=table)
-
-
+    return LatencyTable(
+        backend=rt.backend,
+        device=rt.device(),
+        machine=machine_id(),
+        repeats=repeats,
+        threads=threads,
+        fps=fps,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        signatures=table,
+    )

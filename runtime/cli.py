@@ -33,37 +33,54 @@ exit codes: 0 ok, 2 bad input (bundle, source, schedule, preference), 130 interr
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="runtime", description="Run compiled controllable multi-task bundles "
-                                "(no PyTorch needed).", epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="runtime",
+        description="Run compiled controllable multi-task bundles (no PyTorch needed).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run a camera, video, image folder or the bundle's synthetic frames")
     _bundle_argument(r)
     r.add_argument("--source", default="synthetic", help="camera index, video file, image folder or 'synthetic'")
     r.add_argument("--frames", type=int, default=None, help="stop after N frames (synthetic: loops to N)")
-    r.add_argument("--live-fps", type=float, default=None, help="play a video, folder or synthetic source like a "
-                   "camera delivering this many frames per second: frames that arrive while one is processed "
-                   "are dropped and counted (cameras and stream URLs are always live)")
+    r.add_argument(
+        "--live-fps",
+        type=float,
+        default=None,
+        help="play a video, folder or synthetic source like a "
+        "camera delivering this many frames per second: frames that arrive while one is processed "
+        "are dropped and counted (cameras and stream URLs are always live)",
+    )
     r.add_argument("--backend", default="auto", choices=["auto", *backends.names()])
     r.add_argument("--headless", action="store_true", help="no window (use with --out)")
     r.add_argument("--out", default=None, help="write the overlay video here (.mp4)")
-    r.add_argument("--schedule", default=None, help="schedule.json (or a shipped name: demo): preference/budget "
-                   "switches at frame numbers")
+    r.add_argument(
+        "--schedule",
+        default=None,
+        help="schedule.json (or a shipped name: demo): preference/budget switches at frame numbers",
+    )
     r.add_argument("--stats", default=None, help="write per-frame latency, swaps and drops here (JSON)")
     r.add_argument("--r", type=float, nargs="+", default=None, help="initial task weights")
     r.add_argument("--c", type=float, default=0.0, help="initial cost preference")
     r.add_argument("--budget-ms", type=float, default=None, help="initial latency budget (needs calibrate)")
     r.add_argument("--threads", type=int, default=0, help="intra-op threads of CPU backends (0: all cores)")
     for name in ("bench", "calibrate"):
-        b = sub.add_parser(name, help="per-signature latency percentiles" + (
-            " saved for set_budget" if name == "calibrate" else ""))
+        b = sub.add_parser(
+            name, help="per-signature latency percentiles" + (" saved for set_budget" if name == "calibrate" else "")
+        )
         _bundle_argument(b)
         b.add_argument("--backend", default="auto", choices=["auto", *backends.names()])
         b.add_argument("--repeats", type=int, default=50)
         b.add_argument("--warmup", type=int, default=10)
         b.add_argument("--threads", type=int, default=0)
-        b.add_argument("--fps", type=float, default=None, help="pace runs like a camera at this frame rate "
-                       "(latency at 30 FPS is higher than back to back; calibrate at the deployed rate)")
+        b.add_argument(
+            "--fps",
+            type=float,
+            default=None,
+            help="pace runs like a camera at this frame rate "
+            "(latency at 30 FPS is higher than back to back; calibrate at the deployed rate)",
+        )
     return p
 
 
@@ -87,6 +104,7 @@ def _parse(argv) -> argparse.Namespace:
 def _print_bench(table, manifest) -> None:
     from rich.console import Console
     from rich.table import Table
+
     t = Table(title=f"{table.backend} on {table.device}, {table.machine} ({table.repeats} runs each)")
     for col in ("signature", "FLOPs vs full", "p50 ms", "p90 ms", "p99 ms"):
         t.add_column(col)
@@ -99,17 +117,23 @@ def _print_bench(table, manifest) -> None:
 def _print_run(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
+
     s = result["summary"]
     t = Table(title=f"{result['frames']} frames from {result['source']} on {result['backend']}", show_header=False)
-    rows = [("backend", result["backend_reason"]),
-            ("frames processed / dropped", f"{result['processed']} / {result['dropped']}"),
-            ("call latency p50 / p90 / p99 ms", " / ".join(f"{s['call_ms'].get(k, 0):.2f}" for k in ("p50", "p90", "p99"))),
-            ("engine latency p50 / p90 / p99 ms", " / ".join(f"{s['engine_ms'].get(k, 0):.2f}" for k in ("p50", "p90", "p99"))),
-            ("swaps (hot / cold)", f"{s['swaps']} ({s['hot_swaps']} / {s['cold_swaps']})"),
-            ("hot swap p50 / p99 ms", " / ".join(f"{s['hot_swap_ms'].get(k, 0):.3f}" for k in ("p50", "p99"))),
-            ("cold swap p50 / p99 ms", " / ".join(f"{s['cold_swap_ms'].get(k, 0):.2f}" for k in ("p50", "p99"))),
-            ("frames over budget", str(sum(f["over_budget"] for f in result["per_frame"]))),
-            ("output video", f"{result['video']} ({result['video_frames']} frames)")]
+    rows = [
+        ("backend", result["backend_reason"]),
+        ("frames processed / dropped", f"{result['processed']} / {result['dropped']}"),
+        ("call latency p50 / p90 / p99 ms", " / ".join(f"{s['call_ms'].get(k, 0):.2f}" for k in ("p50", "p90", "p99"))),
+        (
+            "engine latency p50 / p90 / p99 ms",
+            " / ".join(f"{s['engine_ms'].get(k, 0):.2f}" for k in ("p50", "p90", "p99")),
+        ),
+        ("swaps (hot / cold)", f"{s['swaps']} ({s['hot_swaps']} / {s['cold_swaps']})"),
+        ("hot swap p50 / p99 ms", " / ".join(f"{s['hot_swap_ms'].get(k, 0):.3f}" for k in ("p50", "p99"))),
+        ("cold swap p50 / p99 ms", " / ".join(f"{s['cold_swap_ms'].get(k, 0):.2f}" for k in ("p50", "p99"))),
+        ("frames over budget", str(sum(f["over_budget"] for f in result["per_frame"]))),
+        ("output video", f"{result['video']} ({result['video_frames']} frames)"),
+    ]
     for row in rows:
         t.add_row(*row)
     Console().print(t)
@@ -117,17 +141,34 @@ def _print_run(result: dict) -> None:
     for col in ("frames", "r", "c", "signature", "params", "FLOPs", "engine p50 ms"):
         seg.add_column(col)
     for g in result["segments"]:
-        seg.add_row(f"{g['first']}-{g['last']}", " ".join(f"{v:.2f}" for v in g["r"]), f"{g['c']:.2f}",
-                    g["signature"][:8], f"{g['params']:.2f}x",
-                    f"{g['flops']:.2f}x", f"{g['engine_p50_ms']:.3f}")
+        seg.add_row(
+            f"{g['first']}-{g['last']}",
+            " ".join(f"{v:.2f}" for v in g["r"]),
+            f"{g['c']:.2f}",
+            g["signature"][:8],
+            f"{g['params']:.2f}x",
+            f"{g['flops']:.2f}x",
+            f"{g['engine_p50_ms']:.3f}",
+        )
     Console().print(seg)
 
 
 def _run(args) -> int:
     if args.cmd == "run":
-        cfg = StreamConfig(args.bundle, args.source, args.frames, args.live_fps, args.backend, args.headless, args.out,
-                           args.schedule, tuple(args.r) if args.r is not None else None, args.c, args.budget_ms,
-                           args.threads)
+        cfg = StreamConfig(
+            args.bundle,
+            args.source,
+            args.frames,
+            args.live_fps,
+            args.backend,
+            args.headless,
+            args.out,
+            args.schedule,
+            tuple(args.r) if args.r is not None else None,
+            args.c,
+            args.budget_ms,
+            args.threads,
+        )
         result = run_stream(cfg)
         if args.stats:
             atomic_write_text(args.stats, json.dumps(result, indent=1))

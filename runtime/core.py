@@ -21,6 +21,7 @@ import numpy as np
 
 from edgecore.family import DEFAULT_FAMILY, get_family
 from edgecore.fileio import file_sha256
+from edgecore.paths import confine
 from edgecore.stats import percentiles
 from runtime.backends import Runner, available, get_runner, names
 from runtime.errors import EdgeRuntimeError
@@ -46,8 +47,10 @@ def choose_backend(manifest: Manifest, backend: str) -> tuple[str, str]:
     built = {ref.backend for s in manifest.signatures.values() for ref in s.engines}
     if backend != "auto":
         if backend not in built:
-            raise EdgeRuntimeError(f"bundle has no {backend} engines (it has {sorted(built)}); rebuild it with "
-                                   f"`compiler build --backend {backend}`")
+            raise EdgeRuntimeError(
+                f"bundle has no {backend} engines (it has {sorted(built)}); rebuild it with "
+                f"`compiler build --backend {backend}`"
+            )
         ok, why = available(backend)
         if not ok:
             raise EdgeRuntimeError(f"backend {backend} cannot run here: {why}")
@@ -64,8 +67,14 @@ def choose_backend(manifest: Manifest, backend: str) -> tuple[str, str]:
 class Runtime:
     """A loaded bundle with one active sub-network; see the module docstring."""
 
-    def __init__(self, bundle: str | Path, backend: str = "auto", pool_mb: float = 256, threads: int = 0,
-                 latency_stat: str = "p90"):
+    def __init__(
+        self,
+        bundle: str | Path,
+        backend: str = "auto",
+        pool_mb: float = 256,
+        threads: int = 0,
+        latency_stat: str = "p90",
+    ):
         self.bundle = Path(bundle)
         self.manifest = load_manifest(self.bundle)
         self.backend, self.backend_reason = choose_backend(self.manifest, backend)
@@ -107,8 +116,11 @@ class Runtime:
     def _exact(self, pref, fallback: Selection) -> tuple[Selection, dict | None]:
         """(selection, its freshly folded weights) or the fallback with the reason appended."""
         if self.manifest.family != DEFAULT_FAMILY:
-            return replace(fallback, reason=fallback.reason + f"; exact mode supports {DEFAULT_FAMILY} bundles, "
-                                                              f"this one is {self.manifest.family}"), None
+            return replace(
+                fallback,
+                reason=fallback.reason + f"; exact mode supports {DEFAULT_FAMILY} bundles, "
+                f"this one is {self.manifest.family}",
+            ), None
         if self.manifest.hypernets is None:
             return replace(fallback, reason=fallback.reason + "; exact mode unavailable: bundle has no hypernets"), None
         if self._resolver is None:
@@ -116,12 +128,13 @@ class Runtime:
         tree, deltas = self._resolver(pref.r, pref.c)
         sig = get_family(self.manifest.family).signature(tree)
         if sig not in self.manifest.signatures:
-            return replace(fallback, reason=fallback.reason + f"; exact tree {sig} is not compiled in this bundle"), None
+            return replace(
+                fallback, reason=fallback.reason + f"; exact tree {sig} is not compiled in this bundle"
+            ), None
         weights = self._resolver.weights(tree, deltas)
         name = "exact r=" + ",".join(f"{v:.4g}" for v in pref.r) + f";c={pref.c:.4g}"
         entry = GridEntry(name, pref.r, pref.c, sig, weights_id(weights))
         return Selection(entry, 0.0, "exact: hypernets + numpy BN folding"), weights
-
 
     def set_budget(self, latency_ms: float, r=None) -> Selection:
         """Most capable point whose calibrated latency on this device fits `latency_ms`,
@@ -142,8 +155,9 @@ class Runtime:
         return self._latency
 
     def device(self) -> str:
-        return next(ref.device for s in self.manifest.signatures.values() for ref in s.engines
-                    if ref.backend == self.backend)
+        return next(
+            ref.device for s in self.manifest.signatures.values() for ref in s.engines if ref.backend == self.backend
+        )
 
     # -- swapping ---------------------------------------------------------------------
     def open_runner(self, entry: GridEntry, weights: dict | None = None) -> Runner:
@@ -156,13 +170,13 @@ class Runtime:
         ref = next((e for e in sig.engines if e.backend == self.backend), None)
         if ref is None:
             raise EdgeRuntimeError(f"signature {entry.signature} has no {self.backend} engine in this bundle")
-        path = self.bundle / ref.path
+        path = confine(self.bundle, ref.path, f"engine of signature {entry.signature}", EdgeRuntimeError)
         if not path.is_file():
             raise EdgeRuntimeError(f"engine {path} is missing: the bundle is incomplete, rebuild it")
         if file_sha256(path) != ref.sha256:
             raise EdgeRuntimeError(f"engine {path} is corrupt (sha256 differs from the manifest): rebuild the bundle")
         if weights is None:
-            weights = load_weights(self.bundle / "weights" / f"{entry.weights}.npz")
+            weights = load_weights(confine(self.bundle, f"weights/{entry.weights}.npz", "weights", EdgeRuntimeError))
         runner = get_runner(self.backend)(path, weights, threads=self.threads).activate()
         return runner, path.stat().st_size + npz_bytes(weights)
 
@@ -176,8 +190,16 @@ class Runtime:
         if old is not None:
             self.pool.unpin(old.item)
         if old is None or old.item is not item or old.selection.entry != sel.entry:
-            self.swaps.append({"why": why, "to": sel.entry.name, "signature": sel.entry.signature,
-                               "warm": warm, "ms": (time.perf_counter() - t0) * 1e3, "at_call": len(self.call_ms)})
+            self.swaps.append(
+                {
+                    "why": why,
+                    "to": sel.entry.name,
+                    "signature": sel.entry.signature,
+                    "warm": warm,
+                    "ms": (time.perf_counter() - t0) * 1e3,
+                    "at_call": len(self.call_ms),
+                }
+            )
         return sel
 
     def prewarm(self, which: str | list[GridEntry] = "all", k: int = 4) -> int:
@@ -188,7 +210,7 @@ class Runtime:
             entries = list(self.manifest.grid)
         elif which == "neighbours":
             cur = self.current.entry
-            entries = sorted(self.manifest.grid, key=lambda e: r_distance(e.r, cur.r) + abs(e.c - cur.c))[:k + 1]
+            entries = sorted(self.manifest.grid, key=lambda e: r_distance(e.r, cur.r) + abs(e.c - cur.c))[: k + 1]
         elif isinstance(which, (list, tuple)):
             entries = list(which)
         else:
@@ -233,11 +255,22 @@ class Runtime:
         """Latency percentiles (ms) of calls and engine runs, swap counts and times."""
         hot = [s["ms"] for s in self.swaps if s["warm"] and s["why"] != "load"]
         cold = [s["ms"] for s in self.swaps if not s["warm"] and s["why"] != "load"]
-        return {"calls": len(self.call_ms), "call_ms": percentiles(self.call_ms), "engine_ms": percentiles(self.engine_ms),
-                "swaps": len(hot) + len(cold), "hot_swaps": len(hot), "cold_swaps": len(cold),
-                "hot_swap_ms": percentiles(hot), "cold_swap_ms": percentiles(cold),
-                "pool": {"hits": self.pool.hits, "misses": self.pool.misses, "evictions": self.pool.evictions,
-                         "mb": self.pool.nbytes / 2**20}}
+        return {
+            "calls": len(self.call_ms),
+            "call_ms": percentiles(self.call_ms),
+            "engine_ms": percentiles(self.engine_ms),
+            "swaps": len(hot) + len(cold),
+            "hot_swaps": len(hot),
+            "cold_swaps": len(cold),
+            "hot_swap_ms": percentiles(hot),
+            "cold_swap_ms": percentiles(cold),
+            "pool": {
+                "hits": self.pool.hits,
+                "misses": self.pool.misses,
+                "evictions": self.pool.evictions,
+                "mb": self.pool.nbytes / 2**20,
+            },
+        }
 
     def close(self) -> None:
         self.pool.close()

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecore.fold import fold_tree
+from edgecore.paths import confine
 from edgecore.tree import canonical_tree, parse_node_key
 from runtime.errors import EdgeRuntimeError
 
@@ -22,17 +23,20 @@ class ExactResolver:
         import onnxruntime as ort
 
         from runtime.backends.onnxruntime import session_options
+
+        files = {k: confine(bundle, entry[k], f"hypernets.{k}", EdgeRuntimeError) for k in ("plan", "anchor", "graph")}
         try:
-            plan = json.loads((bundle / entry["plan"]).read_text())
-            with np.load(bundle / entry["anchor"], allow_pickle=False) as z:
+            plan = json.loads(files["plan"].read_text())
+            with np.load(files["anchor"], allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
-            self.session = ort.InferenceSession(str(bundle / entry["graph"]), session_options(1, "ORT_ENABLE_ALL"),
-                                                providers=["CPUExecutionProvider"])
+            so = session_options(1, "ORT_ENABLE_ALL")
+            self.session = ort.InferenceSession(str(files["graph"]), so, providers=["CPUExecutionProvider"])
         except Exception as exc:  # missing files, bad JSON/npz/onnx: one message
             raise EdgeRuntimeError(f"bundle hypernets are unreadable ({exc.__class__.__name__}: {exc})") from None
         if plan.get("version") != PLAN_VERSION:
-            raise EdgeRuntimeError(f"hypernets plan version {plan.get('version')!r} is not supported "
-                                   f"(expected {PLAN_VERSION})")
+            raise EdgeRuntimeError(
+                f"hypernets plan version {plan.get('version')!r} is not supported (expected {PLAN_VERSION})"
+            )
         self.n_tasks, self.layout = plan["n_tasks"], plan["layout"]
         try:
             self._read_pairs(plan["pairs"], arrays)
@@ -42,8 +46,10 @@ class ExactResolver:
     def _read_pairs(self, pairs_by_key: dict, arrays: dict) -> None:
         self.nodes, self.heads = {}, []
         for key, pairs in pairs_by_key.items():
-            fold = ({k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(key + "/")},
-                    [tuple(p) for p in pairs])
+            fold = (
+                {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(key + "/")},
+                [tuple(p) for p in pairs],
+            )
             if key.startswith("heads."):
                 self.heads.append((int(key.split(".")[1]), fold))
             else:
@@ -57,7 +63,7 @@ class ExactResolver:
         for l, n, bns in self.layout:
             d = {}
             for name, ch in bns:
-                d[f"{name}.weight"], d[f"{name}.bias"] = flat[i:i + ch], flat[i + ch:i + 2 * ch]
+                d[f"{name}.weight"], d[f"{name}.bias"] = flat[i : i + ch], flat[i + ch : i + 2 * ch]
                 i += 2 * ch
             deltas[(l, n)] = d
         return canonical_tree(logits.argmax(-1).tolist()), deltas

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgecore.fileio import atomic_write_text
+from edgecore.paths import check_id, confine
 from runtime.backends.base import device_slug
 from runtime.errors import EdgeRuntimeError
 
@@ -67,12 +68,17 @@ class LatencyTable:
 
 
 def table_path(bundle: str | Path, backend: str, device: str, machine: str) -> Path:
-    return Path(bundle) / "latency" / f"{backend}-{device}-{machine}.json"
+    """The table's file, checked to stay in the bundle: the device comes from the manifest,
+    which may have been written anywhere, and `latency/` may be a link."""
+    for field_, value in (("backend", backend), ("device", device), ("machine", machine)):
+        check_id(value, "name", f"latency table {field_}", EdgeRuntimeError)
+    return confine(bundle, f"latency/{backend}-{device}-{machine}.json", "latency table", EdgeRuntimeError)
 
 
 def save_table(bundle: str | Path, table: LatencyTable) -> Path:
-    return atomic_write_text(table_path(bundle, table.backend, table.device, table.machine),
-                             json.dumps(table.to_dict(), indent=1))
+    return atomic_write_text(
+        table_path(bundle, table.backend, table.device, table.machine), json.dumps(table.to_dict(), indent=1)
+    )
 
 
 def load_table(bundle: str | Path, backend: str, device: str, signatures, machine: str | None = None) -> LatencyTable:
@@ -82,8 +88,10 @@ def load_table(bundle: str | Path, backend: str, device: str, signatures, machin
     if not path.is_file():
         others = sorted(p.name for p in (Path(bundle) / "latency").glob(f"{backend}-{device}-*.json"))
         elsewhere = f" (tables measured elsewhere: {', '.join(others)})" if others else ""
-        raise EdgeRuntimeError(f"no latency table for {backend} on {device} measured on this machine ({path})"
-                               f"{elsewhere}: run `runtime calibrate {bundle}` here first")
+        raise EdgeRuntimeError(
+            f"no latency table for {backend} on {device} measured on this machine ({path})"
+            f"{elsewhere}: run `runtime calibrate {bundle}` here first"
+        )
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -95,15 +103,18 @@ def parse_table(data, where: str, signatures: set[str]) -> LatencyTable:
     """A LatencyTable from JSON data, or one EdgeRuntimeError naming the bad field."""
     if not isinstance(data, dict) or data.get("version") != LATENCY_VERSION:
         found = data.get("version") if isinstance(data, dict) else type(data).__name__
-        raise EdgeRuntimeError(f"latency table {where}: expected version {LATENCY_VERSION}, found {found!r}: "
-                               f"rerun `runtime calibrate`")
+        raise EdgeRuntimeError(
+            f"latency table {where}: expected version {LATENCY_VERSION}, found {found!r}: rerun `runtime calibrate`"
+        )
     sigs = data.get("signatures")
     if not isinstance(sigs, dict) or not sigs:
         raise EdgeRuntimeError(f"latency table {where}: expected a non-empty 'signatures' object")
     unknown = sorted(set(sigs) - signatures)
     if unknown:
-        raise EdgeRuntimeError(f"latency table {where}: signatures {unknown[:3]} are not in this bundle "
-                               f"(a table of another bundle?): rerun `runtime calibrate`")
+        raise EdgeRuntimeError(
+            f"latency table {where}: signatures {unknown[:3]} are not in this bundle "
+            f"(a table of another bundle?): rerun `runtime calibrate`"
+        )
     for sig, v in sigs.items():
         _check_stats(v, f"latency table {where}: signatures.{sig}")
     try:

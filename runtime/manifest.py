@@ -15,6 +15,7 @@ from typing import Any
 
 from edgecore.errors import EdgeError
 from edgecore.family import DEFAULT_FAMILY, Family, get_family
+from edgecore.paths import check_id, check_relative
 from runtime.errors import EdgeRuntimeError
 from runtime.prefs import validate_preference
 
@@ -112,8 +113,9 @@ def _get(obj: Any, key: str, kind: type | tuple, where: str) -> Any:
     value = obj[key]
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
         names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise EdgeRuntimeError(f"manifest: {where + '.' if where else ''}{key} must be {names}, "
-                               f"found {type(value).__name__}")
+        raise EdgeRuntimeError(
+            f"manifest: {where + '.' if where else ''}{key} must be {names}, found {type(value).__name__}"
+        )
     return value
 
 
@@ -125,11 +127,17 @@ def _num(obj: dict, key: str, where: str) -> float:
 
 
 def _engine(d: dict, where: str) -> EngineRef:
-    return EngineRef(**{k: _get(d, k, str, where) for k in ("backend", "precision", "device", "key", "path", "sha256")})
+    v = {k: _get(d, k, str, where) for k in ("backend", "precision", "device", "key", "path", "sha256")}
+    for k in ("backend", "precision", "device"):
+        check_id(v[k], "name", f"manifest: {where}.{k}", EdgeRuntimeError)
+    check_id(v["key"], "hex24", f"manifest: {where}.key", EdgeRuntimeError)
+    check_id(v["sha256"], "sha256", f"manifest: {where}.sha256", EdgeRuntimeError)
+    check_relative(v["path"], f"manifest: {where}.path", EdgeRuntimeError)
+    return EngineRef(**v)
 
 
 def _signature(d: dict, where: str, family: Family) -> SignatureInfo:
-    sig = _get(d, "signature", str, where)
+    sig = check_id(_get(d, "signature", str, where), "hex16", f"manifest: {where}.signature", EdgeRuntimeError)
     try:
         tree = family.canonical(_get(d, "tree", list, where))
     except (ValueError, TypeError) as exc:
@@ -137,13 +145,17 @@ def _signature(d: dict, where: str, family: Family) -> SignatureInfo:
     if family.signature(tree) != sig:
         raise EdgeRuntimeError(f"manifest: {where}.tree has signature {family.signature(tree)}, not {sig!r}")
     return SignatureInfo(
-        signature=sig, tree=tree,
-        nodes_per_layer=tuple(_get(d, "nodes_per_layer", list, where)), params=int(_num(d, "params", where)),
-        flops=_num(d, "flops", where), graph=_get(d, "graph", str, where),
+        signature=sig,
+        tree=tree,
+        nodes_per_layer=tuple(_get(d, "nodes_per_layer", list, where)),
+        params=int(_num(d, "params", where)),
+        flops=_num(d, "flops", where),
+        graph=check_relative(_get(d, "graph", str, where), f"manifest: {where}.graph", EdgeRuntimeError),
         input_name=_get(d, "input_name", str, where),
         output_names=tuple(_get(d, "output_names", list, where)),
         weight_names=tuple(_get(d, "weight_names", list, where)),
-        engines=tuple(_engine(e, f"{where}.engines[{i}]") for i, e in enumerate(_get(d, "engines", list, where))))
+        engines=tuple(_engine(e, f"{where}.engines[{i}]") for i, e in enumerate(_get(d, "engines", list, where))),
+    )
 
 
 def _entry(d: dict, where: str, n_tasks: int, signatures: dict) -> GridEntry:
@@ -151,8 +163,14 @@ def _entry(d: dict, where: str, n_tasks: int, signatures: dict) -> GridEntry:
     sig = _get(d, "signature", str, where)
     if sig not in signatures:
         raise EdgeRuntimeError(f"manifest: {where}.signature {sig!r} is not among the bundle's signatures")
-    return GridEntry(_get(d, "name", str, where), pref.r, pref.c, sig, _get(d, "weights", str, where),
-                     _get(d, "parity", dict, where))
+    return GridEntry(
+        _get(d, "name", str, where),
+        pref.r,
+        pref.c,
+        sig,
+        check_id(_get(d, "weights", str, where), "hex16", f"manifest: {where}.weights", EdgeRuntimeError),
+        _get(d, "parity", dict, where),
+    )
 
 
 def manifest_from_dict(d: Any) -> Manifest:
@@ -161,24 +179,48 @@ def manifest_from_dict(d: Any) -> Manifest:
         found = d.get("format") if isinstance(d, dict) else type(d).__name__
         raise EdgeRuntimeError(f"not a bundle manifest: expected format {FORMAT!r}, found {found!r}")
     if d.get("format_version") != FORMAT_VERSION:
-        raise EdgeRuntimeError(f"bundle format version {d.get('format_version')!r} is not supported: this runtime "
-                               f"reads version {FORMAT_VERSION} (rebuild the bundle with a matching compiler)")
-    tasks = tuple(TaskInfo(_get(t, "name", str, f"tasks[{i}]"), _get(t, "kind", str, f"tasks[{i}]"),
-                           int(_num(t, "channels", f"tasks[{i}]"))) for i, t in enumerate(_get(d, "tasks", list, "")))
+        raise EdgeRuntimeError(
+            f"bundle format version {d.get('format_version')!r} is not supported: this runtime "
+            f"reads version {FORMAT_VERSION} (rebuild the bundle with a matching compiler)"
+        )
+    tasks = tuple(
+        TaskInfo(
+            _get(t, "name", str, f"tasks[{i}]"),
+            _get(t, "kind", str, f"tasks[{i}]"),
+            int(_num(t, "channels", f"tasks[{i}]")),
+        )
+        for i, t in enumerate(_get(d, "tasks", list, ""))
+    )
     inp = _get(d, "input", dict, "")
     shape = tuple(int(s) for s in _get(inp, "shape", list, "input"))
     if len(shape) != 3:
         raise EdgeRuntimeError(f"manifest: input.shape must be [C, H, W], found {list(shape)}")
-    spec = InputSpec(shape, _get(inp, "colour_order", str, "input"), _num(inp, "scale", "input"),
-                     tuple(_get(inp, "mean", list, "input")), tuple(_get(inp, "std", list, "input")))
+    spec = InputSpec(
+        shape,
+        _get(inp, "colour_order", str, "input"),
+        _num(inp, "scale", "input"),
+        tuple(_get(inp, "mean", list, "input")),
+        tuple(_get(inp, "std", list, "input")),
+    )
     family = _family(d.get("family", DEFAULT_FAMILY))
     sigs = {k: _signature(v, f"signatures.{k}", family) for k, v in _get(d, "signatures", dict, "").items()}
+    misfiled = [k for k, v in sigs.items() if v.signature != k]
+    if misfiled:
+        raise EdgeRuntimeError(f"manifest: signatures.{misfiled[0]} holds signature {sigs[misfiled[0]].signature!r}")
     grid = tuple(_entry(e, f"grid[{i}]", len(tasks), sigs) for i, e in enumerate(_get(d, "grid", list, "")))
     if not grid:
         raise EdgeRuntimeError("manifest: the grid is empty")
-    return Manifest(model=_get(d, "model", dict, ""), tasks=tasks, input=spec, full_net=_get(d, "full_net", dict, ""),
-                    signatures=sigs, grid=grid, hypernets=_hypernets(d.get("hypernets")),
-                    build=d.get("build", {}), family=family.name)
+    return Manifest(
+        model=_get(d, "model", dict, ""),
+        tasks=tasks,
+        input=spec,
+        full_net=_get(d, "full_net", dict, ""),
+        signatures=sigs,
+        grid=grid,
+        hypernets=_hypernets(d.get("hypernets")),
+        build=d.get("build", {}),
+        family=family.name,
+    )
 
 
 def _family(name) -> Family:
@@ -192,7 +234,7 @@ def _hypernets(h) -> dict | None:
     if h is None:
         return None
     for key in ("graph", "plan", "anchor"):
-        _get(h, key, str, "hypernets")
+        check_relative(_get(h, key, str, "hypernets"), f"manifest: hypernets.{key}", EdgeRuntimeError)
     return h
 
 

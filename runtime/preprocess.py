@@ -28,8 +28,10 @@ def preprocess(frame: np.ndarray, spec: InputSpec, colour_order: str = "RGB") ->
         found = getattr(frame, "shape", type(frame).__name__)
         raise EdgeRuntimeError(f"frame must be an HxWx{spec.shape[0]} array, found {found}")
     if frame.dtype != np.uint8:
-        raise EdgeRuntimeError(f"frame must be uint8 (0..255), found {frame.dtype}; pass preprocessed "
-                               f"(1, C, H, W) float32 tensors to Runtime.run instead")
+        raise EdgeRuntimeError(
+            f"frame must be uint8 (0..255), found {frame.dtype}; pass preprocessed "
+            f"(1, C, H, W) float32 tensors to Runtime.run instead"
+        )
     if colour_order.upper() != spec.colour_order.upper():
         frame = frame[..., ::-1]
     x = resize(frame, spec.shape[1], spec.shape[2]).astype(np.float32) * np.float32(spec.scale)

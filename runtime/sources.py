@@ -25,7 +25,9 @@ def import_cv2():
     try:
         import cv2
     except ImportError as exc:
-        raise EdgeRuntimeError(f"video and camera sources need OpenCV (pip install opencv-python-headless): {exc}") from None
+        raise EdgeRuntimeError(
+            f"video and camera sources need OpenCV (pip install opencv-python-headless): {exc}"
+        ) from None
     return cv2
 
 
@@ -49,8 +51,9 @@ def frames(source: str, bundle: Path, limit: int | None = None, loop: bool = Fal
     yield from _opencv_frames(source, limit)
 
 
-def open_source(source: str, bundle: Path, limit: int | None = None,
-                live_fps: float | None = None) -> tuple[Iterable[np.ndarray], LiveSource | None]:
+def open_source(
+    source: str, bundle: Path, limit: int | None = None, live_fps: float | None = None
+) -> tuple[Iterable[np.ndarray], LiveSource | None]:
     """(frames, the LiveSource or None): live for cameras and streams, and for any
     source given `live_fps` (a video or the samples played like a camera)."""
     if live_fps is not None and not (np.isfinite(live_fps) and live_fps > 0):
@@ -75,8 +78,9 @@ def _opencv_frames(source: str, limit: int | None) -> Iterator[np.ndarray]:
         return
     cap = cv2.VideoCapture(int(source) if source.isdigit() else source)
     if not cap.isOpened():
-        raise EdgeRuntimeError(f"cannot open source {source!r}: expected a camera index, a video file, an image "
-                               f"folder or 'synthetic'")
+        raise EdgeRuntimeError(
+            f"cannot open source {source!r}: expected a camera index, a video file, an image folder or 'synthetic'"
+        )
     try:
         n = 0
         while limit is None or n < limit:

@@ -10,13 +10,27 @@ from __future__ import annotations
 
 import numpy as np
 
-PALETTE = np.array([[128, 64, 128], [70, 70, 70], [220, 20, 60], [0, 142, 0], [250, 170, 30], [0, 60, 100],
-                    [119, 11, 32], [190, 153, 153], [152, 251, 152], [70, 130, 180]], np.uint8)
+PALETTE = np.array(
+    [
+        [128, 64, 128],
+        [70, 70, 70],
+        [220, 20, 60],
+        [0, 142, 0],
+        [250, 170, 30],
+        [0, 60, 100],
+        [119, 11, 32],
+        [190, 153, 153],
+        [152, 251, 152],
+        [70, 130, 180],
+    ],
+    np.uint8,
+)
 
 
 def colourise(kind: str, out: np.ndarray, frame: np.ndarray) -> np.ndarray:
     """(C, h, w) task output -> HxWx3 uint8 RGB panel at the frame's size."""
     import cv2
+
     h, w = frame.shape[:2]
     if kind == "segmentation":
         panel = PALETTE[out.argmax(0) % len(PALETTE)]
@@ -43,6 +57,7 @@ def colourise(kind: str, out: np.ndarray, frame: np.ndarray) -> np.ndarray:
 def compose(frame: np.ndarray, outputs: dict, kinds: dict, hud: list[str]) -> np.ndarray:
     """Input and task panels side by side with HUD lines underneath (RGB uint8)."""
     import cv2
+
     panels = [frame.copy()] + [colourise(kinds[name], out, frame) for name, out in outputs.items()]
     for panel, name in zip(panels, ["input", *outputs]):
         cv2.putText(panel, name, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)

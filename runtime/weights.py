@@ -46,10 +46,13 @@ def load_weights(path: str | Path, verify: bool = True) -> dict[str, np.ndarray]
         with np.load(path, allow_pickle=False) as z:
             weights = {k: z[k] for k in z.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise EdgeRuntimeError(f"weights file {path} is corrupt or not an npz file ({exc.__class__.__name__})") from None
+        raise EdgeRuntimeError(
+            f"weights file {path} is corrupt or not an npz file ({exc.__class__.__name__})"
+        ) from None
     if verify and weights_id(weights) != path.stem:
-        raise EdgeRuntimeError(f"weights file {path} is corrupt: its content hashes to {weights_id(weights)}, "
-                               f"expected {path.stem}")
+        raise EdgeRuntimeError(
+            f"weights file {path} is corrupt: its content hashes to {weights_id(weights)}, expected {path.stem}"
+        )
     return weights
 
 
@@ -59,4 +62,3 @@ def npz_bytes(weights: Mapping[str, np.ndarray]) -> int:
 
 
 __all__ = ["load_weights", "npz_bytes", "save_weights", "weights_id"]
-

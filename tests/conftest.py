@@ -48,9 +48,14 @@ def tiny_bundle(tmp_path_factory, tiny_run):
     with its own compile cache; returns (bundle dir, cache dir, BuildReport)."""
     from compiler.build import BuildConfig, build
     from compiler.grid import GRID_DIR
+
     root = tmp_path_factory.mktemp("bundle")
-    cfg = BuildConfig(checkpoint=str(tiny_run / "model.ckpt"), prefs=str(GRID_DIR / "scenes3-21.json"),
-                      out=str(root / "bundle"), cache=str(root / "cache"))
+    cfg = BuildConfig(
+        checkpoint=str(tiny_run / "model.ckpt"),
+        prefs=str(GRID_DIR / "scenes3-21.json"),
+        out=str(root / "bundle"),
+        cache=str(root / "cache"),
+    )
     report = build(cfg)
     return root / "bundle", root / "cache", report
 
@@ -59,5 +64,10 @@ def write_latency(bundle, backend: str, device: str, ms: dict) -> None:
     """A hand-made latency table for this machine ({signature: ms} for every statistic),
     so a budget pick is known without timing anything."""
     from runtime.latency import LatencyTable, machine_id, save_table
-    save_table(bundle, LatencyTable(backend, device, machine_id(), {s: dict.fromkeys(("p50", "p90", "p99"), v)
-                                                                    for s, v in ms.items()}))
+
+    save_table(
+        bundle,
+        LatencyTable(
+            backend, device, machine_id(), {s: dict.fromkeys(("p50", "p90", "p99"), v) for s, v in ms.items()}
+        ),
+    )

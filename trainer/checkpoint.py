@@ -37,8 +37,12 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 
 def make_payload(cfg_dict: dict, models: Models, **extra: Any) -> dict:
-    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": cfg_dict,
-               "states": {k: m.state_dict() for k, m in models.modules().items()}}
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": cfg_dict,
+        "states": {k: m.state_dict() for k, m in models.modules().items()},
+    }
     payload.update(extra)
     return payload
 
@@ -55,11 +59,15 @@ def read_checkpoint(path: str | Path) -> dict:
     except Exception as exc:  # pickle, zip and unpickler errors vary by cause
         raise TrainerError(f"{path} is not a model checkpoint: torch.load failed ({exc.__class__.__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise TrainerError(f"{path} is not a model checkpoint: expected format {FORMAT!r}, "
-                           f"found {payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r}")
+        raise TrainerError(
+            f"{path} is not a model checkpoint: expected format {FORMAT!r}, "
+            f"found {payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r}"
+        )
     if payload.get("format_version") != FORMAT_VERSION:
-        raise TrainerError(f"{path}: checkpoint format version {payload.get('format_version')!r} is not "
-                           f"supported; this trainer reads version {FORMAT_VERSION}")
+        raise TrainerError(
+            f"{path}: checkpoint format version {payload.get('format_version')!r} is not "
+            f"supported; this trainer reads version {FORMAT_VERSION}"
+        )
     missing = [k for k in STATE_KEYS if k not in payload.get("states", {})]
     if missing:
         raise TrainerError(f"{path}: checkpoint lacks state(s) {missing}")
@@ -76,7 +84,9 @@ def load_checkpoint(path: str | Path) -> tuple[FitConfig, Models, dict]:
             module.load_state_dict(payload["states"][key])
         except RuntimeError as exc:  # shapes or names differ from this code's models
             first = str(exc).strip().splitlines()[-1].strip()[:300]
-            raise TrainerError(f"{path}: the {key} weights do not fit the model this trainer builds from "
-                               f"the checkpoint's config (made by another version?): {first}") from None
+            raise TrainerError(
+                f"{path}: the {key} weights do not fit the model this trainer builds from "
+                f"the checkpoint's config (made by another version?): {first}"
+            ) from None
         module.eval()
     return cfg, models, payload

@@ -17,20 +17,34 @@ Ctrl-C during fit keeps a partial checkpoint: rerun the same command to resume."
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="trainer", description="Train and evaluate controllable dynamic "
-                                "multi-task networks (anchor net + edge/weight hypernets).",
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="trainer",
+        description="Train and evaluate controllable dynamic multi-task networks (anchor net + edge/weight hypernets).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fit", help="run every training stage and write RUN_DIR/model.ckpt")
-    f.add_argument("--config", required=True, help="shipped config name (tiny, scenes3, scenes5, "
-                   "scenes3-bench) or a YAML file")
+    f.add_argument(
+        "--config", required=True, help="shipped config name (tiny, scenes3, scenes5, scenes3-bench) or a YAML file"
+    )
     f.add_argument("--out", required=True, help="run directory (created; reused to resume)")
-    f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. train.edge.steps=500 (repeatable)")
+    f.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. train.edge.steps=500 (repeatable)",
+    )
     e = sub.add_parser("eval", help="evaluate a run: writes RUN_DIR/eval.json and prints the tables")
     e.add_argument("--run", required=True, help="run directory holding model.ckpt")
-    e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override an eval setting, e.g. n_prefs=50 or split=val (repeatable)")
+    e.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an eval setting, e.g. n_prefs=50 or split=val (repeatable)",
+    )
     return p
 
 
@@ -39,6 +53,7 @@ def _eval_config(run: str, overrides: list[str]):
 
     from trainer.checkpoint import read_checkpoint
     from trainer.config import EvalConfig, from_dict, to_dict
+
     base = to_dict(from_dict(EvalConfig, read_checkpoint(f"{run}/model.ckpt")["config"].get("eval", {}), "eval"))
     for item in overrides:
         if "=" not in item:
@@ -52,17 +67,20 @@ def _run(args) -> None:
     if args.cmd == "fit":
         from trainer.config import load_config
         from trainer.train import fit
+
         print(f"wrote {fit(load_config(args.config, args.set), args.out)}")
     else:
         from trainer.evaluate import evaluate
+
         evaluate(args.run, _eval_config(args.run, args.set))
         print(f"wrote {args.run}/eval.json")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return run_main("trainer", lambda: _run(args),
-                    "interrupted; partial checkpoints kept, rerun the same command to resume")
+    return run_main(
+        "trainer", lambda: _run(args), "interrupted; partial checkpoints kept, rerun the same command to resume"
+    )
 
 
 if __name__ == "__main__":

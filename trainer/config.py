@@ -102,11 +102,14 @@ class MethodConfig:
 
     def __post_init__(self):
         if self.edge_gradient not in ("relaxed", "reinforce", "exact"):
-            raise TrainerError(f"method.edge_gradient: expected 'relaxed', 'reinforce' or 'exact', "
-                               f"found {self.edge_gradient!r}")
+            raise TrainerError(
+                f"method.edge_gradient: expected 'relaxed', 'reinforce' or 'exact', found {self.edge_gradient!r}"
+            )
         if self.reinforce_samples < 2 or self.prefs_per_step < 1:
-            raise TrainerError("method.reinforce_samples must be >= 2 and method.prefs_per_step >= 1, "
-                               f"found {self.reinforce_samples} and {self.prefs_per_step}")
+            raise TrainerError(
+                "method.reinforce_samples must be >= 2 and method.prefs_per_step >= 1, "
+                f"found {self.reinforce_samples} and {self.prefs_per_step}"
+            )
         for name in ("dirichlet", "edge_dirichlet"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -157,9 +160,7 @@ def from_dict(cls: type, data: Any, where: str = "config") -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise TrainerError(
-            f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}"
-        )
+        raise TrainerError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
     kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
     return cls(**kwargs)
 
@@ -194,12 +195,14 @@ def _scalar(tp: Any, value: Any, where: str) -> Any:
 
 def to_dict(cfg: Any) -> dict:
     """Plain nested dict (lists instead of tuples) for YAML/JSON/checkpoints."""
+
     def conv(v: Any) -> Any:
         if isinstance(v, (list, tuple)):
             return [conv(x) for x in v]
         if isinstance(v, dict):
             return {k: conv(x) for k, x in v.items()}
         return v
+
     return conv(dataclasses.asdict(cfg))
 
 
@@ -213,8 +216,7 @@ def _resolve_path(name_or_path: str) -> Path:
     if not shipped.is_file():
         names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
         raise TrainerError(
-            f"config {name_or_path!r} is neither a file nor a shipped config; "
-            f"shipped configs are {names}"
+            f"config {name_or_path!r} is neither a file nor a shipped config; shipped configs are {names}"
         )
     return shipped
 

@@ -95,9 +95,12 @@ class Evaluator:
 
 def _row(name, losses, metrics, prefs, ref, params, flops, control, with_unif=True) -> dict:
     return {
-        "method": name, "hv": hypervolume(np.array(losses), ref),
+        "method": name,
+        "hv": hypervolume(np.array(losses), ref),
         "uniformity": float(np.mean([uniformity(l, r) for l, r in zip(losses, prefs)])) if with_unif else None,
-        "params": float(params), "gflops": float(flops) / 1e9, "control_params": control,
+        "params": float(params),
+        "gflops": float(flops) / 1e9,
+        "control_params": control,
         "metrics": np.mean(np.array(metrics), axis=0).tolist(),
         "losses": np.array(losses).tolist(),
     }
@@ -125,13 +128,18 @@ def _ours_rows(ev: Evaluator, prefs: np.ndarray, ref, ecfg: EvalConfig) -> list[
                     lo, me = cache[key]
                 losses.append(lo)
                 metrics.append(me)
-            costs = np.array([ev.tree_cost(m.edge.tree(torch.tensor(r, dtype=torch.float32), c))
-                              for r in cost_prefs])
+            costs = np.array([ev.tree_cost(m.edge.tree(torch.tensor(r, dtype=torch.float32), c)) for r in cost_prefs])
             name = f"Ours{'' if adapt else ' w/o adaptation'}, c={c:.1f}"
             share = costs[:, 0] / ev.full_params
-            rows.append(_row(name, losses, metrics, prefs, ref, costs[:, 0].mean(), costs[:, 1].mean(), control)
-                        | {"c": c, "adapted": adapt, "param_share": float(share.mean()),
-                           "share_range": [float(share.min()), float(share.max())]})
+            rows.append(
+                _row(name, losses, metrics, prefs, ref, costs[:, 0].mean(), costs[:, 1].mean(), control)
+                | {
+                    "c": c,
+                    "adapted": adapt,
+                    "param_share": float(share.mean()),
+                    "share_range": [float(share.min()), float(share.max())],
+                }
+            )
     return rows
 
 
@@ -141,13 +149,23 @@ def _baseline_rows(ev: Evaluator, prefs: np.ndarray, ref) -> list[dict]:
     params, flops = ev.tree_cost(ident)
     single = _row("Single-Task", [lo], [me], prefs[:1], ref, params, flops, None, with_unif=False)
     phn = ev.models.phn_bn
-    scored = [ev.score(lambda x, r=r: phn(x, torch.tensor(r, dtype=torch.float32)))
-              for r in track(prefs, description=f"{'PHN-BN':>14}", transient=True, disable=_QUIET)]
+    scored = [
+        ev.score(lambda x, r=r: phn(x, torch.tensor(r, dtype=torch.float32)))
+        for r in track(prefs, description=f"{'PHN-BN':>14}", transient=True, disable=_QUIET)
+    ]
     net = torch.nn.Sequential(*phn.network_modules())
     p_params = count_params(net)
     p_flops = count_flops(lambda x: _phn_static(phn, x), ev.cfg.data.size)
-    phn_row = _row("PHN-BN", [s[0] for s in scored], [s[1] for s in scored], prefs, ref, p_params,
-                   p_flops, count_params(phn.hypernet))
+    phn_row = _row(
+        "PHN-BN",
+        [s[0] for s in scored],
+        [s[1] for s in scored],
+        prefs,
+        ref,
+        p_params,
+        p_flops,
+        count_params(phn.hypernet),
+    )
     single["param_share"] = 1.0
     phn_row["param_share"] = p_params / ev.full_params
     return [single, phn_row]
@@ -180,8 +198,9 @@ def sharing_costs(ev: Evaluator) -> list[list[list[float]]]:
         for donor in (d for d in range(n) if d != task):
             for depth in range(1, L + 1):
                 tree = donor_tree(L, n, task, donor, depth)
-                out[task][donor][depth - 1] = float(ev.score(lambda x: ev.anchor.forward_tree(x, tree))[0][task]
-                                                    / own[task])
+                out[task][donor][depth - 1] = float(
+                    ev.score(lambda x: ev.anchor.forward_tree(x, tree))[0][task] / own[task]
+                )
     return out
 
 
@@ -193,10 +212,17 @@ def one_hot_trees(ev: Evaluator) -> list[dict]:
             tree = ev.models.edge.tree(torch.eye(ev.n)[k], c)
             params, flops = ev.tree_cost(tree)
             used = used_nodes(tree)
-            out.append({"task": task.name, "c": c, "tree": [list(r) for r in canonical_tree(tree)],
-                        "streams_per_layer": streams_per_layer(tree),
-                        "own_trunk": all(row == [i == k for i in range(ev.n)] for row in used[:-1]),
-                        "param_share": params / ev.full_params, "gflops": flops / 1e9})
+            out.append(
+                {
+                    "task": task.name,
+                    "c": c,
+                    "tree": [list(r) for r in canonical_tree(tree)],
+                    "streams_per_layer": streams_per_layer(tree),
+                    "own_trunk": all(row == [i == k for i in range(ev.n)] for row in used[:-1]),
+                    "param_share": params / ev.full_params,
+                    "gflops": flops / 1e9,
+                }
+            )
     return out
 
 
@@ -209,10 +235,18 @@ def evaluate(run_dir: str | Path, ecfg: EvalConfig | None = None, console: Conso
     prefs = simplex_points(ev.n, ecfg.n_prefs, ecfg.seed)
     rows = _baseline_rows(ev, prefs, ref) + _ours_rows(ev, prefs, ref, ecfg)
     one_hot = one_hot_trees(ev)
-    result = {"run": str(run_dir), "split": ecfg.split, "hv_ref": ref.tolist(),
-              "tasks": [t.describe() for t in ev.tasks], "full_anchor_params": ev.full_params,
-              "preferences": prefs.tolist(), "rows": rows, "one_hot": one_hot,
-              "sharing_cost": sharing_costs(ev), "goals": goals(rows, one_hot)}
+    result = {
+        "run": str(run_dir),
+        "split": ecfg.split,
+        "hv_ref": ref.tolist(),
+        "tasks": [t.describe() for t in ev.tasks],
+        "full_anchor_params": ev.full_params,
+        "preferences": prefs.tolist(),
+        "rows": rows,
+        "one_hot": one_hot,
+        "sharing_cost": sharing_costs(ev),
+        "goals": goals(rows, one_hot),
+    }
     _write_atomic(Path(run_dir) / "eval.json", json.dumps(result, indent=1))
     _write_atomic(Path(run_dir) / "eval.md", markdown_tables(result))
     print_tables(result, console or _console())
@@ -231,17 +265,27 @@ def goals(rows: list[dict], one_hot: list[dict]) -> list[dict]:
     own = [o["task"] for o in one_hot if o["c"] == 0 and o["own_trunk"]]
     n_tasks = len({o["task"] for o in one_hot})
     return [
-        {"goal": "HV(ours, c=0) >= HV(Single-Task) and > HV(PHN-BN)",
-         "measured": f"{ours0['hv']:.4f} vs {single['hv']:.4f} ({hv_ratio:.3f}x) and {phn['hv']:.4f}",
-         "met": bool(ours0["hv"] >= single["hv"] and ours0["hv"] > phn["hv"])},
-        {"goal": "uniformity(ours) >= uniformity(PHN-BN) + 0.03",
-         "measured": f"c=0 {ours0['uniformity']:.3f}, c=1 {ours1['uniformity']:.3f} vs {phn['uniformity']:.3f}",
-         "met": bool(unif >= phn["uniformity"] + 0.03)},
+        {
+            "goal": "HV(ours, c=0) >= HV(Single-Task) and > HV(PHN-BN)",
+            "measured": f"{ours0['hv']:.4f} vs {single['hv']:.4f} ({hv_ratio:.3f}x) and {phn['hv']:.4f}",
+            "met": bool(ours0["hv"] >= single["hv"] and ours0["hv"] > phn["hv"]),
+        },
+        {
+            "goal": "uniformity(ours) >= uniformity(PHN-BN) + 0.03",
+            "measured": f"c=0 {ours0['uniformity']:.3f}, c=1 {ours1['uniformity']:.3f} vs {phn['uniformity']:.3f}",
+            "met": bool(unif >= phn["uniformity"] + 0.03),
+        },
         {"goal": "params(c=1) <= 0.85 x params(c=0)", "measured": f"{p_ratio:.3f} x", "met": bool(p_ratio <= 0.85)},
-        {"goal": "active-parameter share at c=0 spans 0.55-0.95", "measured": f"{lo:.3f}-{hi:.3f}",
-         "met": bool(lo <= 0.55 and hi >= 0.95)},
-        {"goal": "one-hot preferences run their own task's trunk (c=0)", "measured": f"{len(own)} of {n_tasks}",
-         "met": len(own) == n_tasks},
+        {
+            "goal": "active-parameter share at c=0 spans 0.55-0.95",
+            "measured": f"{lo:.3f}-{hi:.3f}",
+            "met": bool(lo <= 0.55 and hi >= 0.95),
+        },
+        {
+            "goal": "one-hot preferences run their own task's trunk (c=0)",
+            "measured": f"{len(own)} of {n_tasks}",
+            "met": len(own) == n_tasks,
+        },
     ]
 
 
@@ -255,19 +299,40 @@ def markdown_tables(result: dict) -> str:
     """The eval tables as GitHub Markdown (RUN_DIR/eval.md)."""
     ref = ",".join(f"{v:g}" for v in result["hv_ref"])
     tasks = [f"{t['name']} {t['metric']} {'↑' if t['higher_is_better'] else '↓'}" for t in result["tasks"]]
-    head = ["Method", f"HV ↑ [{ref}]", "Unif. ↑", "Inf. params ↓", "share of anchor", "GFLOPs ↓",
-            "Control params", *tasks]
+    head = [
+        "Method",
+        f"HV ↑ [{ref}]",
+        "Unif. ↑",
+        "Inf. params ↓",
+        "share of anchor",
+        "GFLOPs ↓",
+        "Control params",
+        *tasks,
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in result["rows"]:
         unif = "-" if row["uniformity"] is None else f"{row['uniformity']:.3f}"
         ctrl = "-" if row["control_params"] is None else _fmt_params(row["control_params"])
-        cells = [row["method"], f"{row['hv']:.4f}", unif, _fmt_params(row["params"]), f"{row['param_share']:.3f}",
-                 f"{row['gflops']:.4f}", ctrl, *[f"{v:.3f}" for v in row["metrics"]]]
+        cells = [
+            row["method"],
+            f"{row['hv']:.4f}",
+            unif,
+            _fmt_params(row["params"]),
+            f"{row['param_share']:.3f}",
+            f"{row['gflops']:.4f}",
+            ctrl,
+            *[f"{v:.3f}" for v in row["metrics"]],
+        ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "| one-hot task | c | used nodes per layer (stems .. last block) | param share |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "| one-hot task | c | used nodes per layer (stems .. last block) | param share |",
+        "|---|---|---|---|",
+    ]
     for o in result["one_hot"]:
-        lines.append(f"| {o['task']} | {o['c']:.0f} | {' '.join(map(str, o['streams_per_layer']))} | "
-                     f"{o['param_share']:.3f} |")
+        lines.append(
+            f"| {o['task']} | {o['c']:.0f} | {' '.join(map(str, o['streams_per_layer']))} | {o['param_share']:.3f} |"
+        )
     lines += ["", *sharing_markdown(result)]
     lines += ["", "| goal | measured | met |", "|---|---|---|"]
     lines += [f"| {g['goal']} | {g['measured']} | {'yes' if g['met'] else 'no'} |" for g in result["goals"]]
@@ -286,10 +351,16 @@ def _sharing_rows(result: dict):
 def sharing_markdown(result: dict) -> list[str]:
     depth = len(result["sharing_cost"][0][0])
     head = ["task", "donor stream", *[f"k={k}" for k in range(1, depth + 1)]]
-    lines = ["Sharing cost: task loss when the task runs the donor stream's first k node layers, "
-             "over its own-stream loss (unadapted anchor)", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += [f"| {t} | {d} | " + " | ".join(f"{v:.3f}" for v in ratios) + " |" for t, d, ratios in _sharing_rows(result)]
+    lines = [
+        "Sharing cost: task loss when the task runs the donor stream's first k node layers, "
+        "over its own-stream loss (unadapted anchor)",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    lines += [
+        f"| {t} | {d} | " + " | ".join(f"{v:.3f}" for v in ratios) + " |" for t, d, ratios in _sharing_rows(result)
+    ]
     return lines
 
 
@@ -315,8 +386,15 @@ def print_tables(result: dict, console: Console) -> None:
     for row in result["rows"]:
         unif = "-" if row["uniformity"] is None else f"{row['uniformity']:.3f}"
         ctrl = "-" if row["control_params"] is None else _fmt_params(row["control_params"])
-        table.add_row(row["method"], f"{row['hv']:.4f}", unif, _fmt_params(row["params"]),
-                      f"{row['param_share']:.3f}", f"{row['gflops']:.4f}", ctrl)
+        table.add_row(
+            row["method"],
+            f"{row['hv']:.4f}",
+            unif,
+            _fmt_params(row["params"]),
+            f"{row['param_share']:.3f}",
+            f"{row['gflops']:.4f}",
+            ctrl,
+        )
         metrics.add_row(row["method"], *[f"{v:.3f}" for v in row["metrics"]])
     trees = Table(title="One-hot preferences: used nodes per layer (stems .. last block)")
     for col in ("task", "c", "streams per layer", "param share"):

@@ -28,9 +28,11 @@ MAX_PATHS = 4096  # N^L per task; beyond this the table costs more than sampling
 
 
 def check_size(n_tasks: int, n_layers: int) -> None:
-    if n_tasks ** n_layers > MAX_PATHS:
-        raise TrainerError(f"method.edge_gradient=exact needs N^L <= {MAX_PATHS} paths per task, found "
-                           f"{n_tasks}^{n_layers} = {n_tasks ** n_layers}; use 'reinforce' or 'relaxed' for this anchor")
+    if n_tasks**n_layers > MAX_PATHS:
+        raise TrainerError(
+            f"method.edge_gradient=exact needs N^L <= {MAX_PATHS} paths per task, found "
+            f"{n_tasks}^{n_layers} = {n_tasks**n_layers}; use 'reinforce' or 'relaxed' for this anchor"
+        )
 
 
 @torch.no_grad()
@@ -42,7 +44,7 @@ def path_losses(anchor, tasks, x: torch.Tensor, ys: Sequence[torch.Tensor], chun
     check_size(N, L)
     sums = torch.zeros((N,) + (N,) * L, dtype=torch.float64)
     for s in range(0, len(x), chunk):
-        xb, yb = x[s:s + chunk], [y[s:s + chunk] for y in ys]
+        xb, yb = x[s : s + chunk], [y[s : s + chunk] for y in ys]
 
         def visit(feat, prefix):
             if len(prefix) == L:

@@ -84,8 +84,14 @@ def expected_cost(nus, node_cost: torch.Tensor) -> torch.Tensor:
     return sum((p * cost).sum() for p, cost in zip(p_use(nus), node_cost))
 
 
-def branching_regularizer(nus, r: torch.Tensor, c: float, affinity: torch.Tensor,
-                          cfg: RegularizerConfig, node_cost: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+def branching_regularizer(
+    nus,
+    r: torch.Tensor,
+    c: float,
+    affinity: torch.Tensor,
+    cfg: RegularizerConfig,
+    node_cost: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict]:
     """Omega(r, c, alpha) = c * lambda_A * L_active + lambda_I * L_inactive
     (+ c * lambda_cost * expected_cost when lambda_cost > 0 and node costs are given).
     `nus` are Gumbel samples (the paper) or the parent distributions themselves

@@ -110,6 +110,7 @@ def _bce(pos_weight: float):
     def loss(pred, target):
         w = torch.tensor(pos_weight, device=pred.device)
         return F.binary_cross_entropy_with_logits(pred[:, 0], target.float(), pos_weight=w)
+
     return loss
 
 
@@ -126,8 +127,13 @@ class TaskSpec:
     def describe(self) -> dict:
         """JSON-friendly description stored in checkpoints (and bundles)."""
         m = self.metric()
-        return {"name": self.name, "kind": self.kind, "channels": self.channels,
-                "metric": m.name, "higher_is_better": m.higher_is_better}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "channels": self.channels,
+            "metric": m.name,
+            "higher_is_better": m.higher_is_better,
+        }
 
 
 TASKS: dict[str, TaskSpec] = {

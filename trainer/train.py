@@ -61,7 +61,7 @@ class Split:
 
     def batches(self, batch_size: int = 64):
         for s in range(0, self.n, batch_size):
-            yield self.x[s:s + batch_size], [y[s:s + batch_size] for y in self.y]
+            yield self.x[s : s + batch_size], [y[s : s + batch_size] for y in self.y]
 
 
 def get_lr(step: int, stage: StageConfig) -> float:
@@ -127,8 +127,7 @@ def reinforce_task_loss(anchor, tasks, logits, temp, x, ys, w, r, samples: int, 
     dist = torch.distributions.Categorical(logits=logits / temp)
     trees = dist.sample((samples,))  # (K, L, N): parent of child j at layer l
     with torch.no_grad():
-        task = torch.stack([weighted_task_loss(tasks, anchor.forward_tree(x, t.tolist()), ys, w, r)[0]
-                            for t in trees])
+        task = torch.stack([weighted_task_loss(tasks, anchor.forward_tree(x, t.tolist()), ys, w, r)[0] for t in trees])
         cost = torch.tensor([float(tree_cost(t.tolist())) if tree_cost else 0.0 for t in trees])
     values = task + cost
     used = torch.tensor([[row for row in used_nodes(t.tolist())[1:]] for t in trees])
@@ -154,8 +153,9 @@ class RunDir:
     def _check_config(self, cfg: FitConfig) -> None:
         path, text = self.root / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False)
         if path.is_file() and path.read_text() != text:
-            raise TrainerError(f"{self.root} holds a run with a different config; "
-                               f"use another --out or delete the run to start over")
+            raise TrainerError(
+                f"{self.root} holds a run with a different config; use another --out or delete the run to start over"
+            )
         path.write_text(text)
 
     def done(self, stage: str) -> Path | None:
@@ -170,15 +170,23 @@ class RunDir:
             f.write(json.dumps(record) + "\n")
 
 
-def train_stage(run: RunDir, name: str, module: torch.nn.Module, stage: StageConfig,
-                step_fn: Callable[[int], tuple[torch.Tensor, dict]], cfg: FitConfig) -> None:
+def train_stage(
+    run: RunDir,
+    name: str,
+    module: torch.nn.Module,
+    stage: StageConfig,
+    step_fn: Callable[[int], tuple[torch.Tensor, dict]],
+    cfg: FitConfig,
+) -> None:
     """Adam over `module`'s trainable parameters for stage.steps steps of step_fn,
     with partial checkpoints every cfg.train.checkpoint_every steps and on Ctrl-C."""
     params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=stage.lr, weight_decay=stage.weight_decay)
     completed, before = _resume(run.partial(name), module, opt), None
-    state = lambda s: {"step": s, "module": module.state_dict(), "opt": opt.state_dict(),  # noqa: E731
-                       "torch_rng": torch.get_rng_state()}
+
+    def state(s: int) -> dict:
+        return {"step": s, "module": module.state_dict(), "opt": opt.state_dict(), "torch_rng": torch.get_rng_state()}
+
     with _progress() as bar:
         task = bar.add_task(name, total=stage.steps, completed=completed, info="")
         try:
@@ -235,8 +243,13 @@ def _resume(path: Path, module, opt) -> int:
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description:>8}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+    return Progress(
+        TextColumn("{task.description:>8}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+    )
 
 
 class Fit:
@@ -308,11 +321,14 @@ class Fit:
 
     def stage_scaling(self) -> None:
         def compute():
-            losses = self.val_losses(lambda x: self.models.anchor.forward_tree(x, identity_tree(self.models.anchor.n_layers, self.n)))
+            losses = self.val_losses(
+                lambda x: self.models.anchor.forward_tree(x, identity_tree(self.models.anchor.n_layers, self.n))
+            )
             w = self.cfg.method.loss_weights or tuple(1.0 / max(v, 1e-8) for v in losses)
             if len(w) != self.n:
                 raise TrainerError(f"method.loss_weights: expected {self.n} values (one per task), found {len(w)}")
             return {"single_task_val_losses": losses, "loss_weights": list(w)}
+
         self._once("scaling", compute)
 
     def stage_affinity(self) -> None:
@@ -322,6 +338,7 @@ class Fit:
             with torch.no_grad():
                 feats = [self.models.anchor.stream_features(x, i) for i in range(self.n)]
             return {"affinity": rsa_affinity(feats).tolist()}
+
         self._once("affinity", compute)
 
     def stage_edge(self) -> None:
@@ -350,8 +367,9 @@ class Fit:
                 # The cost term prices the sampled trees next to their task loss (exact
                 # for each discrete tree); the relaxed path uses its P_use expectation.
                 price = (lambda t: c * m.lambda_cost * used_cost(t, node_cost)) if m.lambda_cost else None
-                surrogate, task, cost = reinforce_task_loss(anchor, self.tasks, logits, m.reinforce_temp or temp,
-                                                            x, ys, w, r, m.reinforce_samples, price)
+                surrogate, task, cost = reinforce_task_loss(
+                    anchor, self.tasks, logits, m.reinforce_temp or temp, x, ys, w, r, m.reinforce_samples, price
+                )
                 omega, parts = branching_regularizer(nus, r, c, aff, reg)
                 parts["cost"] = float(cost)
             else:
@@ -380,14 +398,19 @@ class Fit:
         if m.edge_gradient != "exact":
             return list(self.groups(st, step, "edge", eta))
         rng = self.rng("edge", step)
-        return [(*sample_preference(rng, self.n, eta), None, None)
-                for _ in range(m.edge_prefs_per_step or m.prefs_per_step)]
+        return [
+            (*sample_preference(rng, self.n, eta), None, None) for _ in range(m.edge_prefs_per_step or m.prefs_per_step)
+        ]
 
     def path_table(self) -> torch.Tensor:
         """Task losses of every path on the first method.path_images training images (stages/paths.pt)."""
         k = min(self.cfg.method.path_images, self.train.n)
-        self._once("paths", lambda: {"table": path_losses(self.models.anchor, self.tasks, self.train.x[:k],
-                                                           [y[:k] for y in self.train.y])})
+        self._once(
+            "paths",
+            lambda: {
+                "table": path_losses(self.models.anchor, self.tasks, self.train.x[:k], [y[:k] for y in self.train.y])
+            },
+        )
         return self.state("paths")["table"]
 
     def stage_weight(self) -> None:
@@ -397,8 +420,10 @@ class Fit:
         self.freeze(edge)
 
         def step_fn(step):
-            losses = [weighted_task_loss(self.tasks, anchor.forward_tree(x, edge.tree(r, c), hyper(r, c)), ys, w, r)[0]
-                      for r, c, x, ys in self.groups(st, step, "weight")]
+            losses = [
+                weighted_task_loss(self.tasks, anchor.forward_tree(x, edge.tree(r, c), hyper(r, c)), ys, w, r)[0]
+                for r, c, x, ys in self.groups(st, step, "weight")
+            ]
             return torch.stack(losses).mean(), {}
 
         self._stage("weight", hyper, st, step_fn, save=lambda: {"weight_hypernet": hyper.state_dict()})
@@ -408,12 +433,13 @@ class Fit:
         phn.train()
 
         def step_fn(step):
-            losses = [weighted_task_loss(self.tasks, phn(x, r), ys, w, r)[0]
-                      for r, _, x, ys in self.groups(st, step, "phn_bn")]
+            losses = [
+                weighted_task_loss(self.tasks, phn(x, r), ys, w, r)[0]
+                for r, _, x, ys in self.groups(st, step, "phn_bn")
+            ]
             return torch.stack(losses).mean(), {}
 
-        self._stage("phn_bn", phn, st, step_fn, save=lambda: {"phn_bn": phn.state_dict()},
-                    init=self._init_phn_bn)
+        self._stage("phn_bn", phn, st, step_fn, save=lambda: {"phn_bn": phn.state_dict()}, init=self._init_phn_bn)
 
     def _init_phn_bn(self) -> None:
         """PHN-BN starts from the pretrained shared network, as our anchor does."""
@@ -453,15 +479,24 @@ class Fit:
     def regularizer_config(self) -> RegularizerConfig:
         m = self.cfg.method
         tau = m.tau if m.tau is not None else 0.6 / self.n
-        return RegularizerConfig(tau, m.lambda_active, m.lambda_inactive, m.layer_weighting,
-                                 m.use_affinity, m.task_split, m.lambda_cost, m.graded_inactive)
+        return RegularizerConfig(
+            tau,
+            m.lambda_active,
+            m.lambda_inactive,
+            m.layer_weighting,
+            m.use_affinity,
+            m.task_split,
+            m.lambda_cost,
+            m.graded_inactive,
+        )
 
     def node_cost(self) -> torch.Tensor:
         """(L + 1, N) parameter share of every node in the anchor (for the cost term)."""
         anchor = self.models.anchor
         full = count_params(anchor)
-        return torch.tensor([[count_params(anchor.node(l, i)) / full for i in range(self.n)]
-                             for l in range(anchor.n_layers + 1)])
+        return torch.tensor(
+            [[count_params(anchor.node(l, i)) / full for i in range(self.n)] for l in range(anchor.n_layers + 1)]
+        )
 
     @staticmethod
     def freeze(module: torch.nn.Module) -> None:
@@ -492,13 +527,25 @@ def fit(cfg: FitConfig, out: str | Path) -> Path:
     for name in STAGES:
         getattr(f, f"stage_{name}")()
     scaling, affinity = f.state("scaling"), f.state("affinity")
-    input_spec = {"shape": [3, cfg.data.size, cfg.data.size], "dtype": "uint8", "colour_order": "RGB",
-                  "scale": 1 / 255, "mean": list(MEAN), "std": list(STD)}
+    input_spec = {
+        "shape": [3, cfg.data.size, cfg.data.size],
+        "dtype": "uint8",
+        "colour_order": "RGB",
+        "scale": 1 / 255,
+        "mean": list(MEAN),
+        "std": list(STD),
+    }
     payload = make_payload(
-        to_dict(cfg), f.models, tasks=[t.describe() for t in f.tasks], input_spec=input_spec,
-        affinity=affinity["affinity"], loss_weights=scaling["loss_weights"],
-        single_task_val_losses=scaling["single_task_val_losses"], torch_version=str(torch.__version__),
-        stage_seconds={s: float(f.state(s).get("seconds", 0.0)) for s in STAGES if f.run.done(s)})
+        to_dict(cfg),
+        f.models,
+        tasks=[t.describe() for t in f.tasks],
+        input_spec=input_spec,
+        affinity=affinity["affinity"],
+        loss_weights=scaling["loss_weights"],
+        single_task_val_losses=scaling["single_task_val_losses"],
+        torch_version=str(torch.__version__),
+        stage_seconds={s: float(f.state(s).get("seconds", 0.0)) for s in STAGES if f.run.done(s)},
+    )
     path = Path(out) / "model.ckpt"
     atomic_torch_save(payload, path)
     return path

@@ -76,5 +76,17 @@ def get_builder(name: str, options: BuildOptions | None = None) -> EngineBuilder
     return _module(name).Builder(backend(name), options or BuildOptions())
 
 
-__all__ = ["BACKENDS", "Backend", "BuildOptions", "EngineBuilder", "Runner", "available", "backend", "get_builder",
-           "get_runner", "names", "precisions", "register"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BuildOptions",
+    "EngineBuilder",
+    "Runner",
+    "available",
+    "backend",
+    "get_builder",
+    "get_runner",
+    "names",
+    "precisions",
+    "register",
+]

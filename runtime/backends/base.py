@@ -130,8 +130,9 @@ class EngineBuilder(ABC):
         """Raises EdgeRuntimeError, with the reason, when this build cannot run here."""
         self._check_environment()
         if precision not in self.precisions:
-            raise EdgeRuntimeError(f"--precision {precision} is not supported by {self.name} (expected one of "
-                                   f"{list(self.precisions)})")
+            raise EdgeRuntimeError(
+                f"--precision {precision} is not supported by {self.name} (expected one of {list(self.precisions)})"
+            )
 
     def graph_precision(self, precision: str) -> str:
         """Precision of the graph this builder wants for an engine of `precision`."""

@@ -44,6 +44,7 @@ def available() -> tuple[bool, str]:
 
 def session_options(threads: int = 0, level: str = LOAD_LEVEL):
     import onnxruntime as ort
+
     so = ort.SessionOptions()
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
     so.intra_op_num_threads = threads
@@ -61,6 +62,7 @@ class Runner(base.Runner):
 
     def _make_session(self, weights: dict | None):
         import onnxruntime as ort
+
         so = session_options(self.threads)
         names = list(weights or {})
         values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(weights[k])) for k in names]
@@ -107,20 +109,24 @@ class Builder(base.EngineBuilder):
 
     def identity(self) -> dict:
         import onnxruntime
+
         # EXTENDED-level graphs hold no CPU-specific layout, so the architecture is the device.
         return {"device": device_slug(f"cpu-{platform.machine()}"), "backend_version": onnxruntime.__version__}
 
     def build(self, graph: Path, out: Path, precision: str, weight_names: tuple[str, ...]) -> dict:
         import onnx
         import onnxruntime as ort
+
         so = session_options(level=BUILD_LEVEL)
         so.optimized_model_filepath = str(out)
         ort.InferenceSession(str(graph), so, providers=["CPUExecutionProvider"])
         model = onnx.load(str(out))
         missing = _externalise(model, set(weight_names))
         if missing:
-            raise EdgeRuntimeError(f"onnxruntime's optimiser renamed or folded weights {sorted(missing)[:3]}: "
-                                   f"they could not be bound at load time")
+            raise EdgeRuntimeError(
+                f"onnxruntime's optimiser renamed or folded weights {sorted(missing)[:3]}: "
+                f"they could not be bound at load time"
+            )
         onnx.save(model, str(out))
         return {"optimization_level": BUILD_LEVEL, "weights": "external, bound at load time"}
 
@@ -130,6 +136,7 @@ def _externalise(model, wanted: set[str]) -> set[str]:
     drops their values; returns the names that were not found."""
     import onnx
     from onnx.external_data_helper import set_external_data
+
     for tensor in model.graph.initializer:
         if tensor.name in wanted:
             nbytes = int(np.prod(tensor.dims)) * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize

@@ -71,8 +71,10 @@ class Runner(base.Runner):
         self._logger = trt.Logger(trt.Logger.WARNING)
         self.engine = trt.Runtime(self._logger).deserialize_cuda_engine(self.engine_path.read_bytes())
         if self.engine is None:
-            raise EdgeRuntimeError(f"tensorrt: cannot deserialize {self.engine_path} (built by another "
-                                   f"TensorRT version or for another GPU?)")
+            raise EdgeRuntimeError(
+                f"tensorrt: cannot deserialize {self.engine_path} (built by another "
+                f"TensorRT version or for another GPU?)"
+            )
         if self.weights:
             self._refit(self.weights)
         self.context = self.engine.create_execution_context()
@@ -95,8 +97,10 @@ class Runner(base.Runner):
         refittable = set(refitter.get_all_weights())
         unknown = sorted(set(weights) - refittable)
         if unknown:
-            raise EdgeRuntimeError(f"tensorrt: engine has no refittable weights named {unknown[:3]} "
-                                   f"(was it built with REFIT from this signature's graph?)")
+            raise EdgeRuntimeError(
+                f"tensorrt: engine has no refittable weights named {unknown[:3]} "
+                f"(was it built with REFIT from this signature's graph?)"
+            )
         keep = []  # host arrays must live until refit_cuda_engine returns
         for name, arr in weights.items():
             dtype = np.float32
@@ -129,7 +133,9 @@ class Runner(base.Runner):
         for name in self.outputs:
             optr, oshape, odtype = self._buffers[name]
             out = np.empty(oshape, odtype)
-            check_cuda(cudart.cudaMemcpyAsync(out.ctypes.data, optr, out.nbytes, kind_d2h, self.stream), "cudaMemcpyAsync")
+            check_cuda(
+                cudart.cudaMemcpyAsync(out.ctypes.data, optr, out.nbytes, kind_d2h, self.stream), "cudaMemcpyAsync"
+            )
             outs.append(out)
         check_cuda(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
         return outs
@@ -151,8 +157,10 @@ class Builder(base.EngineBuilder):
     def _check_environment(self) -> None:
         ok, reason = available()
         if not ok:
-            raise EdgeRuntimeError(f"--backend tensorrt cannot run on this machine: {reason}. "
-                                   f"Use --backend onnxruntime (CPU), or build on the target GPU/Jetson.")
+            raise EdgeRuntimeError(
+                f"--backend tensorrt cannot run on this machine: {reason}. "
+                f"Use --backend onnxruntime (CPU), or build on the target GPU/Jetson."
+            )
 
     def _major(self) -> int:
         return int(import_tensorrt().__version__.split(".")[0])
@@ -162,8 +170,12 @@ class Builder(base.EngineBuilder):
         dev = check_cuda(cudart.cudaGetDevice(), "cudaGetDevice")
         prop = check_cuda(cudart.cudaGetDeviceProperties(dev), "cudaGetDeviceProperties")
         name = prop.name.decode() if isinstance(prop.name, bytes) else str(prop.name)
-        return {"device": device_slug(f"{name}-sm{prop.major}{prop.minor}"), "gpu": name,
-                "compute_capability": f"{prop.major}.{prop.minor}", "backend_version": import_tensorrt().__version__}
+        return {
+            "device": device_slug(f"{name}-sm{prop.major}{prop.minor}"),
+            "gpu": name,
+            "compute_capability": f"{prop.major}.{prop.minor}",
+            "backend_version": import_tensorrt().__version__,
+        }
 
     def graph_precision(self, precision: str) -> str:
         return "fp16" if precision == "fp16" and self._major() >= 11 else "fp32"

@@ -28,6 +28,9 @@ def test_variants_reuse_frozen_stages_and_score_every_c(tiny_run, tmp_path, monk
     for stage in ("pretrain", "single", "scaling", "affinity", "phn_bn"):
         assert (variant / "stages" / f"{stage}.pt").stat().st_ino == (base / "stages" / f"{stage}.pt").stat().st_ino
     assert (variant / "stages" / "edge.pt").stat().st_ino != (base / "stages" / "edge.pt").stat().st_ino
-    assert "method:\n" in (variant / "config.yaml").read_text() and "lambda_inactive: 0.0" in (variant / "config.yaml").read_text()
+    assert (
+        "method:\n" in (variant / "config.yaml").read_text()
+        and "lambda_inactive: 0.0" in (variant / "config.yaml").read_text()
+    )
     md = (tmp_path / "results" / "ablations.md").read_text()
     assert "| no inactive loss |" in md and (tmp_path / "results" / "fig8_tau_sweep.png").is_file()

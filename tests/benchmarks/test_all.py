@@ -24,8 +24,9 @@ def bundle(tiny_bundle, tmp_path):
 def test_every_benchmark_writes_json_markdown_and_plots(bundle, tiny_run, tmp_path):
     out = tmp_path / "results"
     lat = latency.main(str(bundle), str(tiny_run), repeats=3, warmup=1, out=out)
-    assert {r["signature"] for r in lat["signatures"]} == set(json.loads((bundle / "manifest.json").read_text())
-                                                             ["signatures"])
+    assert {r["signature"] for r in lat["signatures"]} == set(
+        json.loads((bundle / "manifest.json").read_text())["signatures"]
+    )
     assert all(r["engine"]["p50"] > 0 and 0 < r["flops_ratio"] <= 1 for r in lat["signatures"])
     lat_sigs = [r["signature"] for r in lat["signatures"]]
     assert lat["peak"]["peak_gflops"] > 0 and "P2" in (out / "latency.md").read_text()
@@ -47,7 +48,12 @@ def test_every_benchmark_writes_json_markdown_and_plots(bundle, tiny_run, tmp_pa
     for name in ("latency_vs_flops.png", "p1_by_input_size.png", "compile_time.png", *ctl["plots"]):
         assert (out / name).stat().st_size > 1000
     text = summary.main(out).read_text()
-    assert "P1 latency tracks FLOPs" in text and "P1 at a 32x32 input, ORT threads 1" in text and "P5 build, 21 points, warm" in text and "uniformity" in text
+    assert (
+        "P1 latency tracks FLOPs" in text
+        and "P1 at a 32x32 input, ORT threads 1" in text
+        and "P5 build, 21 points, warm" in text
+        and "uniformity" in text
+    )
 
 
 def test_cli_reports_missing_arguments(capsys):
@@ -57,6 +63,7 @@ def test_cli_reports_missing_arguments(capsys):
 
 def test_benchmarks_check_that_the_run_is_the_bundles_model(bundle, tiny_run, tmp_path):
     from runtime.errors import EdgeRuntimeError
+
     other = tmp_path / "other-run"
     other.mkdir()
     (other / "model.ckpt").write_bytes((tiny_run / "model.ckpt").read_bytes() + b"\0")

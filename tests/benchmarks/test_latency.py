@@ -14,8 +14,9 @@ def test_paired_alternates_calls_on_the_same_rotating_inputs():
 
 def test_paired_blocks_start_with_an_untimed_call_and_time_every_repeat():
     log = []
-    ta, tb = paired(lambda x: log.append(("a", x)), lambda x: log.append(("b", x)), [0, 1, 2], warmup=1,
-                    repeats=5, block=3)
+    ta, tb = paired(
+        lambda x: log.append(("a", x)), lambda x: log.append(("b", x)), [0, 1, 2], warmup=1, repeats=5, block=3
+    )
     assert len(ta) == len(tb) == 5
     # warm-up pair, then per block: one untimed call + the block's timed calls, a before b
     assert [k for k, _ in log[2:]] == ["a"] * 4 + ["b"] * 4 + ["a"] * 3 + ["b"] * 3

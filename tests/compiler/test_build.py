@@ -61,11 +61,25 @@ def test_corrupted_engines_are_detected_and_only_they_rebuilt(tiny_bundle, tiny_
 
 
 def test_two_processes_on_one_cache_both_succeed_and_build_each_entry_once(tiny_run, tmp_path):
-    cmd = [sys.executable, "-m", "compiler.cli", "build", "--checkpoint", str(tiny_run / "model.ckpt"),
-           "--prefs", GRID, "--cache", str(tmp_path / "cache")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "compiler.cli",
+        "build",
+        "--checkpoint",
+        str(tiny_run / "model.ckpt"),
+        "--prefs",
+        GRID,
+        "--cache",
+        str(tmp_path / "cache"),
+    ]
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    procs = [subprocess.Popen(cmd + ["--out", str(tmp_path / f"b{i}")], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            cmd + ["--out", str(tmp_path / f"b{i}")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for i in range(2)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
     stats = [load_manifest(tmp_path / f"b{i}").build["cache"]["engines"] for i in range(2)]
@@ -83,6 +97,7 @@ def test_wrong_folding_fails_parity_and_publishes_nothing(tiny_run, tmp_path, mo
         name = next(k for k in w if k.endswith("conv1.0.bias"))
         w[name] = w[name] + np.float32(0.05)  # a folding bug of 5% of a typical bias
         return w
+
     monkeypatch.setattr(TreeFolder, "weights", off_by_a_bit)
     with pytest.raises(ParityError, match="exceed the parity tolerance"):
         build(_cfg(tiny_run, tmp_path / "b", tmp_path / "cache"))
@@ -98,6 +113,7 @@ def test_manifest_records_stages_and_device(tiny_bundle):
 def test_the_manifest_names_the_checkpoint_by_identity_and_a_moved_bundle_runs(tiny_bundle, tiny_run, tmp_path):
     import runtime
     from edgecore.fileio import file_sha256
+
     moved = tmp_path / "elsewhere" / "b"
     shutil.copytree(tiny_bundle[0], moved)
     m = json.loads((moved / "manifest.json").read_text())

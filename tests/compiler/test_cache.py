@@ -8,8 +8,15 @@ import pytest
 from compiler.cache import CACHE_FORMAT_VERSION, CompileCache, cache_key
 from compiler.errors import CompilerError
 
-FIELDS = {"model": "m1", "signature": "s1", "backend": "onnxruntime", "precision": "fp32", "shape": [3, 16, 16],
-          "device": "cpu-x86_64", "backend_version": "1.0"}
+FIELDS = {
+    "model": "m1",
+    "signature": "s1",
+    "backend": "onnxruntime",
+    "precision": "fp32",
+    "shape": [3, 16, 16],
+    "device": "cpu-x86_64",
+    "backend_version": "1.0",
+}
 
 
 def _writer(payload: bytes, calls: list | None = None, delay: float = 0.0):
@@ -19,6 +26,7 @@ def _writer(payload: bytes, calls: list | None = None, delay: float = 0.0):
         time.sleep(delay)
         tmp.write_bytes(payload)
         return {"note": "x"}
+
     return build
 
 
@@ -65,6 +73,7 @@ def test_failed_build_leaves_nothing(tmp_path):
     def boom(tmp):
         tmp.write_bytes(b"half")
         raise RuntimeError("builder crashed")
+
     with pytest.raises(RuntimeError):
         CompileCache(tmp_path).get_or_build("engines", "x", FIELDS, ".onnx", boom)
     assert [p.name for p in tmp_path.rglob("*") if p.is_file() and not p.name.endswith(".lock")] == []
@@ -72,9 +81,14 @@ def test_failed_build_leaves_nothing(tmp_path):
 
 def test_concurrent_threads_build_once(tmp_path):
     cache, calls, results = CompileCache(tmp_path), [], []
-    threads = [threading.Thread(target=lambda: results.append(
-        cache.get_or_build("engines", "x", FIELDS, ".onnx", _writer(b"zz", calls, delay=0.2)).status))
-        for _ in range(4)]
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(
+                cache.get_or_build("engines", "x", FIELDS, ".onnx", _writer(b"zz", calls, delay=0.2)).status
+            )
+        )
+        for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -101,9 +115,30 @@ def test_concurrent_processes_build_once(tmp_path):
 
 def test_a_hit_marks_the_entry_as_used(tmp_path):
     import os
+
     cache = CompileCache(tmp_path)
     entry = cache.get_or_build("engines", "x", FIELDS, ".onnx", _writer(b"a"))
     sidecar = entry.path.with_suffix(".json")
     os.utime(sidecar, (1_000_000, 1_000_000))  # pretend it was last used in 1970
     cache.get_or_build("engines", "x", FIELDS, ".onnx", _writer(b"a"))
     assert sidecar.stat().st_mtime > time.time() - 60
+
+
+def test_maintenance_never_follows_links_or_touches_files_it_did_not_create(tmp_path):
+    import os
+
+    from compiler.cli import main
+
+    cache = CompileCache(tmp_path / "cache")
+    entry = cache.get_or_build("graphs", "fp32", FIELDS, ".onnx", _writer(b"graph"))
+    outside = tmp_path / "outside" / "graphs" / "fp32"  # looks exactly like a cache folder
+    outside.mkdir(parents=True)
+    for name in (entry.path.name, entry.path.with_suffix(".json").name):
+        (outside / name).write_bytes((entry.path.parent / name).read_bytes())
+    os.symlink(tmp_path / "outside" / "graphs", tmp_path / "cache" / "linked")  # a folder link inside the cache
+    os.symlink(outside / entry.path.name, entry.path.parent / ("f" * 24 + ".onnx"))  # a file link
+    (entry.path.parent / "notes.txt").write_text("mine")  # a file the cache did not write
+    assert [d for d, _ in cache.entries()] == [entry.path]
+    assert main(["cache", "prune", "--all", "--cache", str(tmp_path / "cache")]) == 0
+    assert not entry.path.exists() and (entry.path.parent / "notes.txt").is_file()
+    assert sorted(p.name for p in outside.iterdir()) == sorted([entry.path.name, entry.path.stem + ".json"])

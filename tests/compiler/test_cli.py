@@ -24,8 +24,20 @@ def _run(tmp_path, tiny_run, grid, *extra, checkpoint=None):
     path = tmp_path / "grid.json"
     path.write_text(grid if isinstance(grid, str) else json.dumps(grid))
     ckpt = checkpoint or str(tiny_run / "model.ckpt")
-    return main(["build", "--checkpoint", ckpt, "--prefs", str(path), "--out", str(tmp_path / "bundle"),
-                 "--cache", str(tmp_path / "cache"), *extra])
+    return main(
+        [
+            "build",
+            "--checkpoint",
+            ckpt,
+            "--prefs",
+            str(path),
+            "--out",
+            str(tmp_path / "bundle"),
+            "--cache",
+            str(tmp_path / "cache"),
+            *extra,
+        ]
+    )
 
 
 def _nothing_left(tmp_path):

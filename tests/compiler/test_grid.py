@@ -22,23 +22,28 @@ def test_shipped_grids():
     assert names[0] == "balanced" and len(names) == 4
 
 
-@pytest.mark.parametrize("data,match", [
-    ({"preferences": [{"r": [0.5, 0.5], "c": 0}]}, r"preferences\[0\]: r must have 3 entries"),
-    ({"preferences": [{"r": [0.5, 0.6, -0.1], "c": 0}]}, r"r\[2\] must be >= 0, found -0.1"),
-    ({"preferences": [{"r": ["NaN", 0.5, 0.5], "c": 0}]}, r"r\[0\] must be a number"),
-    ({"preferences": [{"r": [0.2, 0.2, 0.2], "c": 0}]}, "must sum to 1"),
-    ({"preferences": [{"r": [0.2, 0.3, 0.5], "c": 2}]}, r"c must be in \[0, 1\], found 2"),
-    ({"preferences": [{"r": [0.2, 0.3, 0.5], "c": 0, "weight": 1}]}, r"unknown key\(s\) \['weight'\]"),
-    ({"preferences": [{"r": [0.2, 0.3, 0.5]}]}, "missing key 'c'"),
-    ({"prefs": []}, r"unknown key\(s\) \['prefs'\]"),
-    ({"preferences": [], "lattice": {}}, "exactly one of"),
-    ({"preferences": []}, "non-empty list"),
-    ({"lattice": {"r_step": 0.3, "c": [0]}}, "divide 1 into whole steps"),
-    ({"lattice": {"r_step": 0.5, "c": [0, 1.5]}}, r"c must be in \[0, 1\]"),
-    ({"lattice": {"r_step": 0.5}}, "non-empty list of cost preferences"),
-    ({"preferences": [{"r": [1, 0, 0], "c": 0, "name": "a"}, {"r": [0, 1, 0], "c": 0, "name": "a"}]},
-     r"duplicate point name\(s\) \['a'\]"),
-])
+@pytest.mark.parametrize(
+    "data,match",
+    [
+        ({"preferences": [{"r": [0.5, 0.5], "c": 0}]}, r"preferences\[0\]: r must have 3 entries"),
+        ({"preferences": [{"r": [0.5, 0.6, -0.1], "c": 0}]}, r"r\[2\] must be >= 0, found -0.1"),
+        ({"preferences": [{"r": ["NaN", 0.5, 0.5], "c": 0}]}, r"r\[0\] must be a number"),
+        ({"preferences": [{"r": [0.2, 0.2, 0.2], "c": 0}]}, "must sum to 1"),
+        ({"preferences": [{"r": [0.2, 0.3, 0.5], "c": 2}]}, r"c must be in \[0, 1\], found 2"),
+        ({"preferences": [{"r": [0.2, 0.3, 0.5], "c": 0, "weight": 1}]}, r"unknown key\(s\) \['weight'\]"),
+        ({"preferences": [{"r": [0.2, 0.3, 0.5]}]}, "missing key 'c'"),
+        ({"prefs": []}, r"unknown key\(s\) \['prefs'\]"),
+        ({"preferences": [], "lattice": {}}, "exactly one of"),
+        ({"preferences": []}, "non-empty list"),
+        ({"lattice": {"r_step": 0.3, "c": [0]}}, "divide 1 into whole steps"),
+        ({"lattice": {"r_step": 0.5, "c": [0, 1.5]}}, r"c must be in \[0, 1\]"),
+        ({"lattice": {"r_step": 0.5}}, "non-empty list of cost preferences"),
+        (
+            {"preferences": [{"r": [1, 0, 0], "c": 0, "name": "a"}, {"r": [0, 1, 0], "c": 0, "name": "a"}]},
+            r"duplicate point name\(s\) \['a'\]",
+        ),
+    ],
+)
 def test_bad_grids_name_the_problem(data, match):
     with pytest.raises(CompilerError, match=match):
         parse_grid(data, 3)

@@ -17,11 +17,20 @@ def test_folded_conv_equals_conv_then_adapted_bn(groups, bias):
     dgamma, dbeta = torch.randn(8).double() * 0.1, torch.randn(8).double() * 0.1
     x = torch.randn(2, 8, 6, 6).double()
     with torch.no_grad():
-        y = torch.nn.functional.batch_norm(conv(x), bn.running_mean, bn.running_var, bn.weight + dgamma,
-                                           bn.bias + dbeta, False, 0.0, bn.eps)
-    w_f, b_f = fold_conv_bn(conv.weight.detach().numpy(), None if not bias else conv.bias.detach().numpy(),
-                            bn.weight.detach().numpy(), bn.bias.detach().numpy(), bn.running_mean.numpy(),
-                            bn.running_var.numpy(), bn.eps, dgamma.numpy(), dbeta.numpy())
+        y = torch.nn.functional.batch_norm(
+            conv(x), bn.running_mean, bn.running_var, bn.weight + dgamma, bn.bias + dbeta, False, 0.0, bn.eps
+        )
+    w_f, b_f = fold_conv_bn(
+        conv.weight.detach().numpy(),
+        None if not bias else conv.bias.detach().numpy(),
+        bn.weight.detach().numpy(),
+        bn.bias.detach().numpy(),
+        bn.running_mean.numpy(),
+        bn.running_var.numpy(),
+        bn.eps,
+        dgamma.numpy(),
+        dbeta.numpy(),
+    )
     folded = torch.nn.functional.conv2d(x, torch.from_numpy(w_f), torch.from_numpy(b_f), padding=1, groups=groups)
     torch.testing.assert_close(folded, y, rtol=1e-10, atol=1e-10)
 

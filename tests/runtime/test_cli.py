@@ -36,8 +36,27 @@ def test_headless_run_swaps_exactly_at_scheduled_frames(bundle, tmp_path, capsys
     events.append({"frame": 26, "r": list(pts[2].r), "c": pts[2].c})
     (tmp_path / "s.json").write_text(json.dumps({"events": events}))
     out, stats = tmp_path / "out.mp4", tmp_path / "stats.json"
-    assert main(["run", "--bundle", str(bundle), "--source", "synthetic", "--frames", "30", "--headless",
-                 "--out", str(out), "--schedule", str(tmp_path / "s.json"), "--stats", str(stats)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--bundle",
+                str(bundle),
+                "--source",
+                "synthetic",
+                "--frames",
+                "30",
+                "--headless",
+                "--out",
+                str(out),
+                "--schedule",
+                str(tmp_path / "s.json"),
+                "--stats",
+                str(stats),
+            ]
+        )
+        == 0
+    )
     assert "frames processed" in capsys.readouterr().out
     s = json.loads(stats.read_text())
     assert s["frames"] == s["processed"] == 30 and s["dropped"] == 0
@@ -61,16 +80,34 @@ def test_headless_run_swaps_exactly_at_scheduled_frames(bundle, tmp_path, capsys
 def test_live_run_processes_the_requested_frames_and_reports_drops(bundle, tmp_path, monkeypatch):
     import time
 
-    import runtime.preprocess
-    real = runtime.preprocess.preprocess
+    import runtime.app
+
+    real = runtime.app.preprocess
 
     def slow(*a, **k):  # 10 ms per frame against a frame every 0.5 ms: frames must be dropped, never queued
         time.sleep(0.01)
         return real(*a, **k)
-    monkeypatch.setattr(runtime.preprocess, "preprocess", slow)
+
+    monkeypatch.setattr(runtime.app, "preprocess", slow)
     stats = tmp_path / "stats.json"
-    assert main(["run", str(bundle), "--source", "synthetic", "--frames", "12", "--headless",
-                 "--live-fps", "2000", "--stats", str(stats)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(bundle),
+                "--source",
+                "synthetic",
+                "--frames",
+                "12",
+                "--headless",
+                "--live-fps",
+                "2000",
+                "--stats",
+                str(stats),
+            ]
+        )
+        == 0
+    )
     s = json.loads(stats.read_text())
     assert s["live"] and s["processed"] == 12 and s["dropped"] > 0
     assert s["produced"] - s["processed"] - s["dropped"] in (0, 1)
@@ -78,8 +115,9 @@ def test_live_run_processes_the_requested_frames_and_reports_drops(bundle, tmp_p
 
 
 def test_ctrl_c_ends_the_stream_and_keeps_stats_and_video(bundle, tmp_path, monkeypatch):
-    import runtime.sources
-    real = runtime.sources.open_source
+    import runtime.app
+
+    real = runtime.app.open_source
 
     def interrupted_after_7(*a, **k):
         frames, live = real(*a, **k)
@@ -89,11 +127,15 @@ def test_ctrl_c_ends_the_stream_and_keeps_stats_and_video(bundle, tmp_path, monk
                 if i == 7:
                     raise KeyboardInterrupt
                 yield f
+
         return gen(), live
-    monkeypatch.setattr(runtime.sources, "open_source", interrupted_after_7)
+
+    monkeypatch.setattr(runtime.app, "open_source", interrupted_after_7)
     out, stats = tmp_path / "out.mp4", tmp_path / "stats.json"
-    assert main(["run", "--bundle", str(bundle), "--frames", "30", "--headless", "--out", str(out),
-                 "--stats", str(stats)]) == 130
+    assert (
+        main(["run", "--bundle", str(bundle), "--frames", "30", "--headless", "--out", str(out), "--stats", str(stats)])
+        == 130
+    )
     s = json.loads(stats.read_text())
     assert s["interrupted"] and s["processed"] == 7 and s["video_frames"] == 7
     cap = cv2.VideoCapture(str(out))
@@ -114,14 +156,17 @@ def test_bench_and_calibrate_cover_every_signature(bundle, capsys):
     assert all(0 < v["p50"] <= v["p90"] <= v["p99"] for v in table["signatures"].values())
 
 
-@pytest.mark.parametrize("schedule, match", [
-    ({"events": [{"frame": -1, "budget_ms": 1}]}, "frame must be an integer"),
-    ({"events": [{"frame": 1, "r": [1, 0, 0]}]}, "r and c together"),
-    ({"events": [{"frame": 1, "speed": 2}]}, "expected keys"),
-    ([], "expected"),
-    ({"events": [{"frame": 3, "r": [0.5, 0.5], "c": 0}]}, "r must have 3 entries"),
-    ({"events": [{"frame": 3, "budget_ms": -1}]}, "budget_ms must be a positive number"),
-])
+@pytest.mark.parametrize(
+    "schedule, match",
+    [
+        ({"events": [{"frame": -1, "budget_ms": 1}]}, "frame must be an integer"),
+        ({"events": [{"frame": 1, "r": [1, 0, 0]}]}, "r and c together"),
+        ({"events": [{"frame": 1, "speed": 2}]}, "expected keys"),
+        ([], "expected"),
+        ({"events": [{"frame": 3, "r": [0.5, 0.5], "c": 0}]}, "r must have 3 entries"),
+        ({"events": [{"frame": 3, "budget_ms": -1}]}, "budget_ms must be a positive number"),
+    ],
+)
 def test_bad_schedules_exit_2(bundle, tmp_path, capsys, schedule, match):
     (tmp_path / "s.json").write_text(json.dumps(schedule))
     assert main(["run", "--bundle", str(bundle), "--headless", "--schedule", str(tmp_path / "s.json")]) == 2

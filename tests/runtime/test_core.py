@@ -75,8 +75,11 @@ def test_open_runner_is_owned_by_the_caller_and_runs_the_same_network(bundle):
 def test_frames_are_preprocessed_and_bad_frames_rejected(bundle):
     with runtime.load(bundle) as rt:
         outs = rt(np.full((40, 30, 3), 128, np.uint8))
-        assert {k: v.shape for k, v in outs.items()} == {"semseg": (5, 16, 16), "depth": (1, 16, 16),
-                                                         "normals": (3, 16, 16)}
+        assert {k: v.shape for k, v in outs.items()} == {
+            "semseg": (5, 16, 16),
+            "depth": (1, 16, 16),
+            "normals": (3, 16, 16),
+        }
         with pytest.raises(EdgeRuntimeError, match=r"HxWx3 array, found \(40, 30\)"):
             rt(np.zeros((40, 30), np.uint8))
         with pytest.raises(EdgeRuntimeError, match="must be uint8"):
@@ -85,8 +88,15 @@ def test_frames_are_preprocessed_and_bad_frames_rejected(bundle):
             rt.run(np.zeros((1, 3, 8, 8), np.float32))
 
 
-@pytest.mark.parametrize("r, c, match", [([float("nan"), 0.5, 0.5], 0.0, "finite"), ([-0.5, 1.0, 0.5], 0.0, ">= 0"),
-                                         ([0.5, 0.5], 0.0, "3 entries"), ([0.5, 0.25, 0.25], 2.0, r"\[0, 1\]")])
+@pytest.mark.parametrize(
+    "r, c, match",
+    [
+        ([float("nan"), 0.5, 0.5], 0.0, "finite"),
+        ([-0.5, 1.0, 0.5], 0.0, ">= 0"),
+        ([0.5, 0.5], 0.0, "3 entries"),
+        ([0.5, 0.25, 0.25], 2.0, r"\[0, 1\]"),
+    ],
+)
 def test_bad_preferences_leave_the_runtime_untouched(bundle, r, c, match):
     with runtime.load(bundle) as rt:
         before = rt.current
@@ -104,8 +114,9 @@ def test_corrupt_engine_fails_the_swap_and_keeps_the_old_one(bundle):
         with pytest.raises(EdgeRuntimeError, match="corrupt"):
             rt.set_preference(list(other.r), other.c)
         assert rt.current is before
-        write_latency(bundle, rt.backend, rt.device(), {s: 0.01 if s == other.signature else 1.0
-                                                         for s in rt.manifest.signatures})
+        write_latency(
+            bundle, rt.backend, rt.device(), {s: 0.01 if s == other.signature else 1.0 for s in rt.manifest.signatures}
+        )
         with pytest.raises(EdgeRuntimeError, match="corrupt"):
             rt.set_budget(0.5)  # picks `other`, whose engine is corrupt
         assert rt.current is before and rt.budget_ms is None  # the budget did not half-apply
@@ -120,6 +131,7 @@ def test_exact_mode_matches_pytorch_off_the_grid(bundle, tiny_run):
     import torch
 
     from trainer.checkpoint import load_checkpoint
+
     _, models, _ = load_checkpoint(tiny_run / "model.ckpt")
     with runtime.load(bundle) as rt:
         compiled = {s.tree for s in rt.manifest.signatures.values()}
@@ -178,8 +190,11 @@ def test_budget_rule_on_the_grid(tiny_bundle):
         assert lat[sel.entry.signature] <= budget
         closer = [e for e in m.grid if r_distance(e.r, (0.2, 0.4, 0.4)) < sel.distance - 1e-9]
         assert all(lat[e.signature] > budget for e in closer)  # nothing closer fits
-        same = [e for e in m.grid if abs(r_distance(e.r, (0.2, 0.4, 0.4)) - sel.distance) < 1e-9
-                and lat[e.signature] <= budget]
+        same = [
+            e
+            for e in m.grid
+            if abs(r_distance(e.r, (0.2, 0.4, 0.4)) - sel.distance) < 1e-9 and lat[e.signature] <= budget
+        ]
         assert sel.entry.c == min(e.c for e in same)  # smallest c that fits
     assert nearest(m, m.grid[0].r, m.grid[0].c).distance == 0
 
@@ -236,8 +251,7 @@ def test_prewarm_neighbours_makes_the_next_swap_hot(bundle):
     with runtime.load(bundle, pool_mb=64) as rt:
         assert rt.prewarm("neighbours", k=3) == 4
         cur = rt.current.entry
-        near = min((e for e in rt.manifest.grid if e != cur),
-                   key=lambda e: r_distance(e.r, cur.r) + abs(e.c - cur.c))
+        near = min((e for e in rt.manifest.grid if e != cur), key=lambda e: r_distance(e.r, cur.r) + abs(e.c - cur.c))
         rt.set_preference(list(near.r), near.c)
         assert rt.swaps[-1]["warm"]
         with pytest.raises(EdgeRuntimeError, match="prewarm expects"):
@@ -253,3 +267,28 @@ def test_prewarm_neighbours_makes_the_next_swap_hot(bundle):
         assert rt.current is active and rt.run(_x())  # evicted from the pool, still runnable
         rt.set_preference(list(others[0].r), others[0].c)
         assert rt.run(_x()) and rt.stats()["pool"]["evictions"] > 0
+
+
+def test_a_symlinked_engine_or_latency_folder_cannot_reach_outside_the_bundle(bundle, tmp_path):
+    import os
+
+    from runtime.calibrate import bench
+    from runtime.latency import save_table
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    with runtime.load(bundle) as rt:
+        other = next(e for e in rt.manifest.grid if e.signature != rt.current.entry.signature)
+        engine = bundle / rt.manifest.signatures[other.signature].engines[0].path
+        (outside / "engine.onnx").write_bytes(engine.read_bytes())
+        engine.unlink()
+        os.symlink(outside / "engine.onnx", engine)  # same bytes, same sha256: the hash does not help
+        with pytest.raises(EdgeRuntimeError, match="leaves"):
+            rt.set_preference(list(other.r), other.c)
+    engine.unlink()
+    engine.write_bytes((outside / "engine.onnx").read_bytes())
+    os.symlink(outside, bundle / "latency")
+    table = bench(str(bundle), repeats=1, warmup=0)
+    with pytest.raises(EdgeRuntimeError, match="leaves"):
+        save_table(bundle, table)
+    assert list(outside.iterdir()) == [outside / "engine.onnx"]

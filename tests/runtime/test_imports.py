@@ -1,4 +1,4 @@
-"""The runtime must import on a device without torch (DESIGN.md section 2)."""
+"""The runtime must import on a device without torch (docs/design.md section 2)."""
 
 import subprocess
 import sys
@@ -30,7 +30,8 @@ print(tree_signature([[0, 0], [0, 1]]), float(w.ravel()[0]), len(outs))
 
 
 def test_runtime_imports_and_runs_a_bundle_with_torch_blocked(tiny_bundle):
-    out = subprocess.run([sys.executable, "-c", GUARD, str(tiny_bundle[0])], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", GUARD, str(tiny_bundle[0])], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[1:] == ["1.0", "3"]

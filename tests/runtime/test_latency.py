@@ -12,8 +12,9 @@ SIGS = {"aaaa", "bbbb"}
 
 def table(machine="amd-epyc-2c", **ms):
     ms = ms or {"aaaa": 1.0, "bbbb": 2.0}
-    return LatencyTable("onnxruntime", "cpu-x86_64", machine, {s: {"p50": v, "p90": v * 1.1, "p99": v * 1.2}
-                                                               for s, v in ms.items()})
+    return LatencyTable(
+        "onnxruntime", "cpu-x86_64", machine, {s: {"p50": v, "p90": v * 1.1, "p99": v * 1.2} for s, v in ms.items()}
+    )
 
 
 def test_round_trip_and_one_table_per_machine(tmp_path):
@@ -42,12 +43,18 @@ def test_non_finite_or_non_positive_latencies_are_refused(tmp_path, value):
         load_table(tmp_path, "onnxruntime", "cpu-x86_64", SIGS, machine="m")
 
 
-@pytest.mark.parametrize("edit, match", [
-    (lambda d: d.pop("version"), "expected version 2, found None"),
-    (lambda d: d["signatures"].update(cccc=d["signatures"]["aaaa"]), r"signatures \['cccc'\] are not in this bundle"),
-    (lambda d: d["signatures"]["aaaa"].pop("p99"), "expected keys"),
-    (lambda d: d.update(signatures=[]), "non-empty 'signatures' object"),
-])
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda d: d.pop("version"), "expected version 2, found None"),
+        (
+            lambda d: d["signatures"].update(cccc=d["signatures"]["aaaa"]),
+            r"signatures \['cccc'\] are not in this bundle",
+        ),
+        (lambda d: d["signatures"]["aaaa"].pop("p99"), "expected keys"),
+        (lambda d: d.update(signatures=[]), "non-empty 'signatures' object"),
+    ],
+)
 def test_malformed_tables_are_one_clear_error(tmp_path, edit, match):
     data = table().to_dict()
     edit(data)

@@ -27,19 +27,34 @@ def _raw(bundle):
     return json.loads((bundle / "manifest.json").read_text())
 
 
-@pytest.mark.parametrize("edit, match", [
-    (lambda d: d.update(format_version=FORMAT_VERSION + 1), "version 2 is not supported"),
-    (lambda d: d.update(format="something.else"), "not a bundle manifest"),
-    (lambda d: d.pop("tasks"), "lacks 'tasks'"),
-    (lambda d: d["grid"][0].update(signature="feedbeef"), "not among the bundle's signatures"),
-    (lambda d: d["grid"][0].update(r=[float("nan"), 0.5, 0.5]), r"r\[0\] must be finite"),
-    (lambda d: d["grid"][0].update(c=1.5), r"c must be in \[0, 1\]"),
-    (lambda d: d["input"].update(shape=[16, 16]), r"input.shape must be \[C, H, W\]"),
-    (lambda d: d.update(grid=[]), "grid is empty"),
-    (lambda d: d.update(family="slim"), "unknown model family 'slim'"),
-    (lambda d: next(iter(d["signatures"].values())).update(tree=[[0, 9]]), "is not a dymu-tree spec"),
-    (lambda d: next(iter(d["signatures"].values())).update(signature="0" * 16), "has signature"),
-])
+def _engine0(d: dict) -> dict:
+    return next(iter(d["signatures"].values()))["engines"][0]
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda d: d.update(format_version=FORMAT_VERSION + 1), "version 2 is not supported"),
+        (lambda d: d.update(format="something.else"), "not a bundle manifest"),
+        (lambda d: d.pop("tasks"), "lacks 'tasks'"),
+        (lambda d: d["grid"][0].update(signature="feedbeef"), "not among the bundle's signatures"),
+        (lambda d: d["grid"][0].update(r=[float("nan"), 0.5, 0.5]), r"r\[0\] must be finite"),
+        (lambda d: d["grid"][0].update(c=1.5), r"c must be in \[0, 1\]"),
+        (lambda d: d["input"].update(shape=[16, 16]), r"input.shape must be \[C, H, W\]"),
+        (lambda d: d.update(grid=[]), "grid is empty"),
+        (lambda d: d.update(family="slim"), "unknown model family 'slim'"),
+        (lambda d: _engine0(d).update(path="../../etc/passwd"), r"engines\[0\].path: expected a relative path"),
+        (lambda d: _engine0(d).update(path="/etc/passwd"), r"engines\[0\].path: expected a relative path"),
+        (lambda d: _engine0(d).update(device="../../x"), r"engines\[0\].device: expected name"),
+        (lambda d: d["grid"][0].update(weights="../../../etc/x"), r"grid\[0\].weights: expected hex16"),
+        (
+            lambda d: d.update(hypernets={"graph": "/tmp/h.onnx", "plan": "p", "anchor": "a"}),
+            "hypernets.graph: expected",
+        ),
+        (lambda d: next(iter(d["signatures"].values())).update(tree=[[0, 9]]), "is not a dymu-tree spec"),
+        (lambda d: next(iter(d["signatures"].values())).update(signature="0" * 16), "has signature"),
+    ],
+)
 def test_bad_manifests_name_the_problem(tiny_bundle, edit, match):
     d = _raw(tiny_bundle[0])
     edit(d)

@@ -40,6 +40,7 @@ def test_producer_errors_reach_the_consumer_and_the_thread_stops():
     def broken():
         yield np.zeros((2, 2, 3), np.uint8)
         raise OSError("camera unplugged")
+
     live = LiveSource(broken())
     with pytest.raises(OSError, match="camera unplugged"):
         list(live)

@@ -29,16 +29,20 @@ def _interrupt_on_call(owner, attr: str, n: int):
         if calls["n"] == n:
             raise KeyboardInterrupt
         return real(*args)
+
     return wrapped
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("owner, attr, n, stage", [
-    (train, "get_temperature", 5, "edge"),  # edge stage, step 4: after one partial checkpoint (every 4)
-    # pretrain step 5, in the middle of the step: the forward pass has already moved BN
-    # statistics and the loss running means past the partial checkpoint at step 4
-    (train.LossScale, "forward", 6, "pretrain"),
-])
+@pytest.mark.parametrize(
+    "owner, attr, n, stage",
+    [
+        (train, "get_temperature", 5, "edge"),  # edge stage, step 4: after one partial checkpoint (every 4)
+        # pretrain step 5, in the middle of the step: the forward pass has already moved BN
+        # statistics and the loss running means past the partial checkpoint at step 4
+        (train.LossScale, "forward", 6, "pretrain"),
+    ],
+)
 def test_interrupted_fit_resumes_to_the_same_model(tmp_path, monkeypatch, owner, attr, n, stage):
     straight = tmp_path / "straight"
     train.fit(_cfg(), straight)
@@ -63,8 +67,17 @@ def test_interrupted_fit_resumes_to_the_same_model(tmp_path, monkeypatch, owner,
 @pytest.mark.parametrize("gradient", ["relaxed", "reinforce"])
 def test_sampled_edge_gradients_train_with_the_paper_terms_and_the_cost_term(tmp_path, gradient):
     from trainer.config import load_config
-    cfg = load_config("tiny", [f"method.edge_gradient={gradient}", "method.lambda_active=1.0",
-                               "method.lambda_inactive=0.1", "train.weight.steps=1", "train.phn_bn.steps=1"])
+
+    cfg = load_config(
+        "tiny",
+        [
+            f"method.edge_gradient={gradient}",
+            "method.lambda_active=1.0",
+            "method.lambda_inactive=0.1",
+            "train.weight.steps=1",
+            "train.phn_bn.steps=1",
+        ],
+    )
     train.fit(cfg, tmp_path / "run")
     logs = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     edge = [rec for rec in logs if rec["stage"] == "edge"]
@@ -74,6 +87,7 @@ def test_sampled_edge_gradients_train_with_the_paper_terms_and_the_cost_term(tmp
 
 def _cfg():
     from trainer.config import load_config
+
     return load_config("tiny")
 
 

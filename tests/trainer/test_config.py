@@ -47,5 +47,6 @@ def test_wrong_task_names_are_listed():
 
 def test_to_dict_round_trips():
     from trainer.config import from_dict
+
     cfg = load_config("scenes5")
     assert from_dict(FitConfig, to_dict(cfg)) == cfg

@@ -48,12 +48,19 @@ def test_donor_tree_runs_the_donor_for_the_first_depth_layers(depth):
 @pytest.mark.slow
 def test_evaluate_tiny_run_writes_complete_table(tiny_run):
     from trainer.evaluate import evaluate
+
     result = evaluate(tiny_run)
     saved = json.loads((tiny_run / "eval.json").read_text())
     assert (tiny_run / "eval.md").read_text().count("| Ours") == 4
     names = [r["method"] for r in saved["rows"]]
-    assert names == ["Single-Task", "PHN-BN", "Ours w/o adaptation, c=0.0", "Ours w/o adaptation, c=1.0",
-                     "Ours, c=0.0", "Ours, c=1.0"]
+    assert names == [
+        "Single-Task",
+        "PHN-BN",
+        "Ours w/o adaptation, c=0.0",
+        "Ours w/o adaptation, c=1.0",
+        "Ours, c=0.0",
+        "Ours, c=1.0",
+    ]
     rows = {r["method"]: r for r in result["rows"]}
     single = rows["Single-Task"]
     assert single["param_share"] == 1.0 and single["uniformity"] is None

@@ -28,7 +28,7 @@ def setup():
 
 def _all_trees(L, n):
     for flat in itertools.product(range(n), repeat=L * n):
-        yield tuple(tuple(flat[l * n:(l + 1) * n]) for l in range(L))
+        yield tuple(tuple(flat[l * n : (l + 1) * n]) for l in range(L))
 
 
 def test_table_entry_is_the_loss_of_every_tree_with_that_path(setup):

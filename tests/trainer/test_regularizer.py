@@ -22,7 +22,7 @@ def brute_force_p_use(nus):
     probs = [np.zeros(n) for _ in range(L + 1)]
     choices = [range(n)] * (L * n)
     for flat in itertools.product(*choices):
-        tree = [flat[l * n:(l + 1) * n] for l in range(L)]
+        tree = [flat[l * n : (l + 1) * n] for l in range(L)]
         p = np.prod([float(nus[l][j, tree[l][j]]) for l in range(L) for j in range(n)])
         for l, row in enumerate(used_nodes(tree)):
             probs[l] += p * np.array(row, dtype=float)
@@ -140,6 +140,7 @@ def test_rsa_affinity_properties():
 
 def test_expected_cost_of_a_discrete_tree_is_its_used_nodes_cost():
     from trainer.regularizer import expected_cost
+
     tree = ((0, 0, 0), (0, 1, 1))  # one stem; layer 1: nodes 0 and 1 used
     nus = [F.one_hot(torch.tensor(row), 3).float() for row in tree]
     cost = torch.arange(9, dtype=torch.float32).view(3, 3)  # node (l, i) costs 3l + i
@@ -160,5 +161,7 @@ def test_cost_term_scales_with_c_and_prices_sharing():
     assert branching_regularizer(shared, r, 1.0, aff, cfg, cost)[0].item() < at1.item() - 0.5
     # lambda_cost = 0 is the paper's regulariser: node costs change nothing.
     paper = RegularizerConfig(tau=0.2)
-    assert branching_regularizer(spread, r, 1.0, aff, paper, cost)[0].item() == \
-        branching_regularizer(spread, r, 1.0, aff, paper)[0].item()
+    assert (
+        branching_regularizer(spread, r, 1.0, aff, paper, cost)[0].item()
+        == branching_regularizer(spread, r, 1.0, aff, paper)[0].item()
+    )

@@ -25,8 +25,9 @@ def test_reinforce_gradient_favours_the_better_trees():
     n, L = 3, 2
     logits = torch.zeros(L, n, n, requires_grad=True)
     tasks = [SimpleNamespace(loss=lambda o, y: o)] * n
-    surrogate, value, cost = reinforce_task_loss(CountingAnchor(), tasks, logits, 1.0, None, [None] * n,
-                                                 torch.ones(n), torch.ones(n) / n, samples=256)
+    surrogate, value, cost = reinforce_task_loss(
+        CountingAnchor(), tasks, logits, 1.0, None, [None] * n, torch.ones(n), torch.ones(n) / n, samples=256
+    )
     surrogate.backward()
     assert value > 0 and cost == 0
     # Gradient descent raises the own-stream logit of every child at the top choice.
@@ -51,8 +52,18 @@ def test_reinforce_prices_trees_by_their_used_nodes():
     assert used_cost(tree, node_cost) == 1.0  # stems 0 and 2 used
     logits = torch.zeros(L, n, n, requires_grad=True)
     tasks = [SimpleNamespace(loss=lambda o, y: o)] * n
-    surrogate, task, cost = reinforce_task_loss(FreeAnchor(), tasks, logits, 1.0, None, [None] * n, torch.ones(n),
-                                                torch.ones(n) / n, 256, lambda t: used_cost(t, node_cost))
+    surrogate, task, cost = reinforce_task_loss(
+        FreeAnchor(),
+        tasks,
+        logits,
+        1.0,
+        None,
+        [None] * n,
+        torch.ones(n),
+        torch.ones(n) / n,
+        256,
+        lambda t: used_cost(t, node_cost),
+    )
     surrogate.backward()
     assert task == 0 and cost > 0
     # Descent raises every child's logit for the free stem 0 at the stems' choice.
@@ -80,6 +91,7 @@ def test_schedules_follow_the_paper_scaled_to_the_stage():
 
 def test_loss_scale_divides_each_task_by_its_running_mean():
     from trainer.train import LossScale
+
     scale = LossScale(2, momentum=0.5)
     first = scale([torch.tensor(4.0), torch.tensor(0.01)])
     assert float(first) == 2.0  # each task at its own mean: 1 + 1
@@ -92,6 +104,7 @@ def test_loss_scale_divides_each_task_by_its_running_mean():
 def test_pretrain_gives_every_stream_the_shared_backbone_and_phn_bn_starts_there(tiny_run):
     from trainer.checkpoint import load_checkpoint
     from trainer.models import build_models
+
     stages = tiny_run / "stages"
     pre = torch.load(stages / "pretrain.pt", weights_only=True)["anchor"]
     fresh = build_models(load_config("tiny")).anchor.state_dict()
@@ -109,6 +122,7 @@ def test_pretrain_gives_every_stream_the_shared_backbone_and_phn_bn_starts_there
 
 def test_phn_bn_init_from_copies_the_shared_trunk_and_heads():
     from trainer.models import build_models
+
     models = build_models(load_config("tiny"))
     anchor, phn = models.anchor, models.phn_bn
     x = torch.randn(2, 3, 16, 16)
@@ -124,6 +138,7 @@ def test_edge_stage_draws_preferences_from_its_own_dirichlet(tmp_path, gradient)
     """edge_dirichlet applies to the edge stage only: near-uniform r there, while
     the weight stage keeps method.dirichlet (0.2: mostly one dominant task)."""
     from trainer.train import Fit
+
     cfg = load_config("tiny", [f"method.edge_gradient={gradient}", "method.edge_dirichlet=1000.0"])
     f = Fit(cfg, tmp_path / "run")
     edge = [r for step in range(5) for r, *_ in f.edge_groups(cfg.train.edge, step)]

@@ -40,8 +40,12 @@ def _render(cfg: DataConfig, split: str) -> dict[str, np.ndarray]:
 
 def cache_key(cfg: DataConfig, split: str) -> str:
     ident = {
-        "generator": GENERATOR_VERSION, "split": split, "n": split_size(cfg, split),
-        "size": cfg.size, "seed": cfg.seed, "max_objects": cfg.max_objects,
+        "generator": GENERATOR_VERSION,
+        "split": split,
+        "n": split_size(cfg, split),
+        "size": cfg.size,
+        "seed": cfg.seed,
+        "max_objects": cfg.max_objects,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 

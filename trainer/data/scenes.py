@@ -114,10 +114,12 @@ def _sphere(d, centre, radius):
 def _box(d, centre, half, yaw):
     """Nearest ray/box hit for a box yawed about the y axis (slab method)."""
     cos, sin = np.cos(yaw), np.sin(yaw)
+
     # Ray in the box frame: rotate by -yaw about y; origin is -centre.
     def to_box(v):
         x, y, z = v[:, 0], v[:, 1], v[:, 2]
         return np.stack([_col(cos) * x - _col(sin) * z, y, _col(sin) * x + _col(cos) * z], 1)
+
     o = to_box(np.broadcast_to(-centre[:, :, None, None], d.shape))
     db = to_box(d)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -22,8 +22,12 @@ class Models:
     phn_bn: PHNBN
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"anchor": self.anchor, "edge_hypernet": self.edge,
-                "weight_hypernet": self.weight, "phn_bn": self.phn_bn}
+        return {
+            "anchor": self.anchor,
+            "edge_hypernet": self.edge,
+            "weight_hypernet": self.weight,
+            "phn_bn": self.phn_bn,
+        }
 
 
 def build_models(cfg: FitConfig) -> Models:

@@ -39,8 +39,14 @@ def run_node(module: nn.Module, x: torch.Tensor, delta: Mapping[str, torch.Tenso
 
 
 class AnchorNet(nn.Module):
-    def __init__(self, tasks: Sequence[TaskSpec], backbone: BackboneSpec, head_channels: int, image_size: int,
-                 shared_init: bool = True):
+    def __init__(
+        self,
+        tasks: Sequence[TaskSpec],
+        backbone: BackboneSpec,
+        head_channels: int,
+        image_size: int,
+        shared_init: bool = True,
+    ):
         super().__init__()
         self.task_names = [t.name for t in tasks]
         self.n_tasks, self.n_layers = len(tasks), len(backbone.layers)
@@ -74,16 +80,14 @@ class AnchorNet(nn.Module):
             x = self.node(l, stream)(x)
         return [head(x) for head in self.heads]
 
-    def subnet(self, parents: Sequence[Sequence[int]],
-               deltas: NodeDeltas | None = None) -> TreeModule:
+    def subnet(self, parents: Sequence[Sequence[int]], deltas: NodeDeltas | None = None) -> TreeModule:
         """The standalone inference module of one tree: its used nodes only, BN (shifted
         by `deltas`) folded into the convs, one output per task (exportable to ONNX)."""
         return TreeModule(self, parents, deltas)
 
     def node_bn_layout(self) -> list[tuple[Node, list[tuple[str, int]]]]:
         """Every node with its BatchNorm (name, channels): what the weight hypernet predicts."""
-        return [((l, i), bn_names(self.node(l, i)))
-                for l in range(self.n_layers + 1) for i in range(self.n_tasks)]
+        return [((l, i), bn_names(self.node(l, i))) for l in range(self.n_layers + 1) for i in range(self.n_tasks)]
 
     def forward_stream(self, x: torch.Tensor, stream: int) -> torch.Tensor:
         for l in range(self.n_layers + 1):
@@ -98,23 +102,27 @@ class AnchorNet(nn.Module):
             feats.append(x)
         return feats
 
-    def forward_tree(self, x: torch.Tensor, parents: Sequence[Sequence[int]],
-                     deltas: NodeDeltas | None = None) -> list[torch.Tensor]:
+    def forward_tree(
+        self, x: torch.Tensor, parents: Sequence[Sequence[int]], deltas: NodeDeltas | None = None
+    ) -> list[torch.Tensor]:
         used = used_nodes(parents)
         deltas = deltas or {}
         outs = {i: run_node(self.stems[i], x, deltas.get((0, i))) for i in range(self.n_tasks) if used[0][i]}
         for l in range(1, self.n_layers + 1):
-            outs = {j: run_node(self.node(l, j), outs[parents[l - 1][j]], deltas.get((l, j)))
-                    for j in range(self.n_tasks) if used[l][j]}
+            outs = {
+                j: run_node(self.node(l, j), outs[parents[l - 1][j]], deltas.get((l, j)))
+                for j in range(self.n_tasks)
+                if used[l][j]
+            }
         return [self.heads[j](outs[j]) for j in range(self.n_tasks)]
 
-    def forward_mixed(self, x: torch.Tensor, nus: Sequence[torch.Tensor],
-                      deltas: NodeDeltas | None = None) -> list[torch.Tensor]:
+    def forward_mixed(
+        self, x: torch.Tensor, nus: Sequence[torch.Tensor], deltas: NodeDeltas | None = None
+    ) -> list[torch.Tensor]:
         """nus[l] is (N, N): row j = child (l+1, j)'s weights over layer-l parents."""
         deltas = deltas or {}
         ys = torch.stack([run_node(self.stems[i], x, deltas.get((0, i))) for i in range(self.n_tasks)])
         for l in range(1, self.n_layers + 1):
             mixed = torch.einsum("jp,pbchw->jbchw", nus[l - 1], ys)
-            ys = torch.stack([run_node(self.node(l, j), mixed[j], deltas.get((l, j)))
-                              for j in range(self.n_tasks)])
+            ys = torch.stack([run_node(self.node(l, j), mixed[j], deltas.get((l, j))) for j in range(self.n_tasks)])
         return [self.heads[j](ys[j]) for j in range(self.n_tasks)]

@@ -23,8 +23,10 @@ class ConvBN(nn.Sequential):
 
     def __init__(self, cin, cout, k=3, stride=1, groups=1, dilation=1, act: str | None = "relu"):
         pad = dilation * (k // 2)
-        layers = [nn.Conv2d(cin, cout, k, stride, pad, dilation=dilation, groups=groups, bias=False),
-                  nn.BatchNorm2d(cout)]
+        layers = [
+            nn.Conv2d(cin, cout, k, stride, pad, dilation=dilation, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+        ]
         if act == "relu":
             layers.append(nn.ReLU(inplace=True))
         elif act == "relu6":
@@ -54,8 +56,7 @@ class InvertedResidual(nn.Module):
         super().__init__()
         hidden = cin * expand
         layers = [ConvBN(cin, hidden, 1, act="relu6")] if expand != 1 else []
-        layers += [ConvBN(hidden, hidden, 3, stride, groups=hidden, act="relu6"),
-                   ConvBN(hidden, cout, 1, act=None)]
+        layers += [ConvBN(hidden, hidden, 3, stride, groups=hidden, act="relu6"), ConvBN(hidden, cout, 1, act=None)]
         self.body = nn.Sequential(*layers)
         self.residual = stride == 1 and cin == cout
 
@@ -108,8 +109,11 @@ BACKBONES: dict[str, BackboneSpec] = {
     # The paper's backbones (ImageNet-style strides; 16 and 17 branching layers).
     # The stem here is one 3x3 ConvBN instead of ResNet's 7x7 + max-pool.
     "resnet34": _resnet(64, [(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)], stem_stride=4),
-    "mobilenetv2": _mbv2(32, [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
-                              (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)], stem_stride=2),
+    "mobilenetv2": _mbv2(
+        32,
+        [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)],
+        stem_stride=2,
+    ),
 }
 
 
@@ -138,8 +142,11 @@ def make_blocks(spec: BackboneSpec) -> list[nn.Module]:
 
 def conv_bn_pairs(module: nn.Module) -> list[tuple[str, str]]:
     """(conv name, bn name) of every ConvBN inside `module`: the BN fusion protocol."""
-    return [(f"{name}.0" if name else "0", f"{name}.1" if name else "1")
-            for name, m in module.named_modules() if isinstance(m, ConvBN)]
+    return [
+        (f"{name}.0" if name else "0", f"{name}.1" if name else "1")
+        for name, m in module.named_modules()
+        if isinstance(m, ConvBN)
+    ]
 
 
 def bn_names(module: nn.Module) -> list[tuple[str, int]]:
@@ -149,4 +156,3 @@ def bn_names(module: nn.Module) -> list[tuple[str, int]]:
 
 def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-

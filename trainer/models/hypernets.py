@@ -19,8 +19,8 @@ from torch import nn
 class PreferenceEmbedding(nn.Module):
     def __init__(self, n_tasks: int, dim: int, use_cost: bool = True):
         super().__init__()
-        self.tasks = nn.Parameter(torch.randn(n_tasks, dim) / dim ** 0.5)
-        self.cost = nn.Parameter(torch.randn(dim) / dim ** 0.5) if use_cost else None
+        self.tasks = nn.Parameter(torch.randn(n_tasks, dim) / dim**0.5)
+        self.cost = nn.Parameter(torch.randn(dim) / dim**0.5) if use_cost else None
 
     def forward(self, r: torch.Tensor, c: torch.Tensor | float = 0.0) -> torch.Tensor:
         p = r @ self.tasks
@@ -38,8 +38,14 @@ def mlp(dim_in: int, hidden: Sequence[int]) -> nn.Sequential:
 class EdgeHypernet(nn.Module):
     """(r, c) -> branching logits alpha of shape (L, N, N); row j = child j."""
 
-    def __init__(self, n_tasks: int, n_layers: int, embed_dim: int = 32, hidden: Sequence[int] = (100, 100),
-                 init_identity: float = 0.0):
+    def __init__(
+        self,
+        n_tasks: int,
+        n_layers: int,
+        embed_dim: int = 32,
+        hidden: Sequence[int] = (100, 100),
+        init_identity: float = 0.0,
+    ):
         super().__init__()
         self.n_tasks, self.n_layers = n_tasks, n_layers
         self.embed = PreferenceEmbedding(n_tasks, embed_dim)
@@ -65,8 +71,9 @@ class EdgeHypernet(nn.Module):
 class WeightHypernet(nn.Module):
     """(r, c) -> {node: {bn_name.weight|bias: delta}} for every BN of every node."""
 
-    def __init__(self, layout, n_tasks: int, embed_dim: int = 32,
-                 hidden: Sequence[int] = (100, 100, 100), use_cost: bool = True):
+    def __init__(
+        self, layout, n_tasks: int, embed_dim: int = 32, hidden: Sequence[int] = (100, 100, 100), use_cost: bool = True
+    ):
         super().__init__()
         self.layout = [(tuple(node), list(bns)) for node, bns in layout]
         self.embed = PreferenceEmbedding(n_tasks, embed_dim, use_cost)
@@ -82,7 +89,7 @@ class WeightHypernet(nn.Module):
         for (node, bns), head in zip(self.layout, self.heads):
             flat, out, i = head(h), {}, 0
             for name, ch in bns:
-                out[f"{name}.weight"], out[f"{name}.bias"] = flat[i:i + ch], flat[i + ch:i + 2 * ch]
+                out[f"{name}.weight"], out[f"{name}.bias"] = flat[i : i + ch], flat[i + ch : i + 2 * ch]
                 i += 2 * ch
             deltas[node] = out
         return deltas

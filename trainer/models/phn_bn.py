@@ -16,8 +16,15 @@ from trainer.tasks import TaskSpec
 
 
 class PHNBN(nn.Module):
-    def __init__(self, tasks: Sequence[TaskSpec], backbone: BackboneSpec, head_channels: int,
-                 image_size: int, embed_dim: int = 32, hidden: Sequence[int] = (100, 100, 100)):
+    def __init__(
+        self,
+        tasks: Sequence[TaskSpec],
+        backbone: BackboneSpec,
+        head_channels: int,
+        image_size: int,
+        embed_dim: int = 32,
+        hidden: Sequence[int] = (100, 100, 100),
+    ):
         super().__init__()
         self.trunk = nn.ModuleList([make_stem(backbone), *make_blocks(backbone)])
         cout = backbone.layers[-1].channels

@@ -33,12 +33,26 @@ def fold_module(module: nn.Module, delta: Mapping[str, torch.Tensor] | None = No
     for conv_name, bn_name in conv_bn_pairs(out):
         conv, bn = out.get_submodule(conv_name), out.get_submodule(bn_name)
         w, b = fold_conv_bn(
-            conv.weight.double().numpy(), None if conv.bias is None else conv.bias.double().numpy(),
-            bn.weight.double().numpy(), bn.bias.double().numpy(), bn.running_mean.double().numpy(),
-            bn.running_var.double().numpy(), bn.eps,
-            _np(delta.get(f"{bn_name}.weight")), _np(delta.get(f"{bn_name}.bias")))
-        fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                          conv.dilation, conv.groups, bias=True)
+            conv.weight.double().numpy(),
+            None if conv.bias is None else conv.bias.double().numpy(),
+            bn.weight.double().numpy(),
+            bn.bias.double().numpy(),
+            bn.running_mean.double().numpy(),
+            bn.running_var.double().numpy(),
+            bn.eps,
+            _np(delta.get(f"{bn_name}.weight")),
+            _np(delta.get(f"{bn_name}.bias")),
+        )
+        fused = nn.Conv2d(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            conv.groups,
+            bias=True,
+        )
         fused.weight.copy_(torch.from_numpy(w.astype(np.float32)))
         fused.bias.copy_(torch.from_numpy(b.astype(np.float32)))
         parent_name, _, leaf = conv_name.rpartition(".")
@@ -55,16 +69,21 @@ def _np(t: torch.Tensor | None) -> np.ndarray | None:
 class TreeModule(nn.Module):
     """Inference module for one tree: used nodes only, BN folded, one output per task."""
 
-    def __init__(self, anchor: nn.Module, parents: Sequence[Sequence[int]],
-                 deltas: Mapping[tuple[int, int], Mapping[str, torch.Tensor]] | None = None):
+    def __init__(
+        self,
+        anchor: nn.Module,
+        parents: Sequence[Sequence[int]],
+        deltas: Mapping[tuple[int, int], Mapping[str, torch.Tensor]] | None = None,
+    ):
         super().__init__()
         self.tree = canonical_tree(parents)
         self.task_names = list(anchor.task_names)
         used = used_nodes(self.tree)
         deltas = deltas or {}
         self.order = [(l, i) for l, row in enumerate(used) for i, u in enumerate(row) if u]
-        self.nodes = nn.ModuleDict({node_key(l, i): fold_module(anchor.node(l, i), deltas.get((l, i)))
-                                    for l, i in self.order})
+        self.nodes = nn.ModuleDict(
+            {node_key(l, i): fold_module(anchor.node(l, i), deltas.get((l, i))) for l, i in self.order}
+        )
         self.heads = nn.ModuleList(fold_module(h) for h in anchor.heads)
         self.n_layers = anchor.n_layers
         self.eval()
@@ -101,8 +120,9 @@ class TreeFolder:
 
     def __init__(self, anchor: nn.Module):
         self.n_layers = anchor.n_layers
-        self.nodes = {(l, i): node_arrays(anchor.node(l, i))
-                      for l in range(anchor.n_layers + 1) for i in range(anchor.n_tasks)}
+        self.nodes = {
+            (l, i): node_arrays(anchor.node(l, i)) for l in range(anchor.n_layers + 1) for i in range(anchor.n_tasks)
+        }
         self.heads = [node_arrays(h) for h in anchor.heads]
 
     def weights(self, tree, deltas: Mapping | None = None) -> dict[str, np.ndarray]:

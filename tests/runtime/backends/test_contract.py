@@ -26,6 +26,7 @@ SHAPE = (1, 3, 16, 16)
 def model(tmp_path_factory):
     """One exported tree graph, its anchor, and two weight sets (unadapted, adapted)."""
     from tests.conftest import randomise_bn
+
     torch.manual_seed(0)
     m = build_models(load_config("tiny"))
     randomise_bn(m.anchor)
@@ -35,8 +36,12 @@ def model(tmp_path_factory):
     r = torch.tensor([0.2, 0.3, 0.5])
     deltas = {k: {n: torch.randn_like(v) * 0.2 for n, v in dd.items()} for k, dd in m.weight(r, 0.5).items()}
     folder = TreeFolder(m.anchor)
-    return d, info.weight_names, m.anchor, {"base": (folder.weights(TREE), None),
-                                            "adapted": (folder.weights(TREE, deltas), deltas)}
+    return (
+        d,
+        info.weight_names,
+        m.anchor,
+        {"base": (folder.weights(TREE), None), "adapted": (folder.weights(TREE, deltas), deltas)},
+    )
 
 
 @pytest.fixture(scope="module", params=[*sorted(BACKENDS), "toy"])
@@ -119,6 +124,7 @@ def test_two_runners_on_two_threads_each_run_their_own_weights(engine, model):
                 results[which] = [runner.run(X) for _ in range(10)]
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
+
     threads = [threading.Thread(target=work, args=(w,)) for w in ("base", "adapted")]
     [t.start() for t in threads]
     [t.join() for t in threads]

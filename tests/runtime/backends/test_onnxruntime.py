@@ -23,6 +23,7 @@ TREE = ((0, 0, 0), (0, 1, 1), (0, 1, 2), (2, 1, 2))
 def engine(tmp_path_factory):
     """An optimised engine of one tree, plus two different weight sets for it."""
     from tests.conftest import randomise_bn
+
     torch.manual_seed(0)
     m = build_models(load_config("tiny"))
     randomise_bn(m.anchor)
@@ -66,6 +67,7 @@ def test_initializer_override_is_silently_ignored_at_enable_all(engine):
     own weights is ignored at ORT_ENABLE_ALL (the NCHWc pass reorders the graph's
     weights), and honoured only with the optimiser (and its 2x speed-up) off."""
     import onnxruntime as ort
+
     d, anchor, deltas, base, adapted = engine
     x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
     ref = _reference(anchor, deltas, x)
@@ -75,8 +77,11 @@ def test_initializer_override_is_silently_ignored_at_enable_all(engine):
         values = [ort.OrtValue.ortvalue_from_numpy(v) for v in adapted.values()]
         for name, value in zip(adapted, values):
             so.add_initializer(name, value)
-        got = ort.InferenceSession(str(d / "graph.onnx"), so, providers=["CPUExecutionProvider"]).run(None, {"image": x})
+        got = ort.InferenceSession(str(d / "graph.onnx"), so, providers=["CPUExecutionProvider"]).run(
+            None, {"image": x}
+        )
         return max(float(np.abs(g - r).max() / np.abs(r).max()) for g, r in zip(got, ref))
+
     assert error("ORT_ENABLE_ALL") > 1e-3
     assert error("ORT_DISABLE_ALL") < 1e-5
 

@@ -32,9 +32,26 @@ def test_a_registered_backend_compiles_and_runs_like_onnxruntime(toy, tiny_run, 
     import runtime
     from compiler.cli import main
     from compiler.grid import GRID_DIR
+
     out = tmp_path / "toy-bundle"
-    assert main(["build", "--checkpoint", str(tiny_run / "model.ckpt"), "--prefs", str(GRID_DIR / "scenes3-21.json"),
-                 "--out", str(out), "--backend", "toy", "--cache", str(tmp_path / "cache")]) == 0
+    assert (
+        main(
+            [
+                "build",
+                "--checkpoint",
+                str(tiny_run / "model.ckpt"),
+                "--prefs",
+                str(GRID_DIR / "scenes3-21.json"),
+                "--out",
+                str(out),
+                "--backend",
+                "toy",
+                "--cache",
+                str(tmp_path / "cache"),
+            ]
+        )
+        == 0
+    )
     x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
     with runtime.load(out) as toy_rt, runtime.load(tiny_bundle[0], "onnxruntime") as ort_rt:
         assert toy_rt.backend == "toy"  # auto: the only backend compiled into this bundle

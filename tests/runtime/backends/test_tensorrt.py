@@ -12,8 +12,10 @@ OK, REASON = available("tensorrt")
 
 
 def test_importing_the_tensorrt_backend_needs_no_tensorrt():
-    code = ("import sys, runtime.backends as b; b.get_builder(\"tensorrt\"); b.get_runner(\"tensorrt\"); "
-            "print(\"tensorrt\" in sys.modules)")
+    code = (
+        'import sys, runtime.backends as b; b.get_builder("tensorrt"); b.get_runner("tensorrt"); '
+        'print("tensorrt" in sys.modules)'
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
@@ -36,18 +38,22 @@ def test_tensorrt_engine_refits_to_each_weight_set(tmp_path, precision):
     from trainer.config import load_config
     from trainer.models import build_models
     from trainer.models.subnet import TreeFolder
+
     torch.manual_seed(0)
     m = build_models(load_config("tiny"))
     randomise_bn(m.anchor)
     m.anchor.eval()
     tree = ((0, 0, 0), (0, 1, 1), (0, 1, 2), (2, 1, 2))
     b = get_builder("tensorrt", BuildOptions(timing_cache=tmp_path / "timing.cache"))
-    info = export_graph(m.anchor.subnet(tree), (3, 16, 16), m.anchor.task_names, tmp_path / "g.onnx",
-                        b.graph_precision(precision))
+    info = export_graph(
+        m.anchor.subnet(tree), (3, 16, 16), m.anchor.task_names, tmp_path / "g.onnx", b.graph_precision(precision)
+    )
     b.build(tmp_path / "g.onnx", tmp_path / "e.plan", precision, info.weight_names)
     assert (tmp_path / "timing.cache").stat().st_size > 0
-    deltas = {k: {n: torch.randn_like(v) * 0.2 for n, v in dd.items()}
-              for k, dd in m.weight(torch.tensor([0.2, 0.3, 0.5]), 0.5).items()}
+    deltas = {
+        k: {n: torch.randn_like(v) * 0.2 for n, v in dd.items()}
+        for k, dd in m.weight(torch.tensor([0.2, 0.3, 0.5]), 0.5).items()
+    }
     x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
     tol = 1e-4 if precision == "fp32" else 2e-2
     with get_runner("tensorrt")(tmp_path / "e.plan", TreeFolder(m.anchor).weights(tree, deltas)) as runner:

@@ -32,6 +32,7 @@ class Builder(base.EngineBuilder):
 
     def identity(self) -> dict:
         import onnx
+
         return {"device": "numpy", "backend_version": onnx.__version__}
 
     def build(self, graph: Path, out: Path, precision: str, weight_names: tuple[str, ...]) -> dict:
@@ -44,6 +45,7 @@ class Runner(base.Runner):
 
     def _activate(self) -> None:
         import onnx
+
         try:
             self.model = onnx.load(str(self.engine_path))
         except Exception as exc:  # noqa: BLE001 - any parse failure is a corrupt engine
@@ -54,6 +56,7 @@ class Runner(base.Runner):
     def _bind(self, weights: dict) -> None:
         import onnx
         from onnx.reference import ReferenceEvaluator
+
         inits = {t.name: t for t in self.model.graph.initializer}
         unknown = sorted(set(weights) - set(inits))
         if unknown:

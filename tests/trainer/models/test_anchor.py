@@ -36,6 +36,7 @@ def naive(anchor, x, tree, deltas=None):
 
 def run(module, x, delta):
     from trainer.models.anchor import run_node
+
     return run_node(module, x, delta)
 
 
@@ -94,6 +95,7 @@ def test_bn_deltas_shift_outputs_and_leave_anchor_untouched(models):
 
 def test_weight_hypernet_starts_at_zero_and_covers_every_bn(models):
     from trainer.models.hypernets import WeightHypernet
+
     anchor = models.anchor
     fresh = WeightHypernet(anchor.node_bn_layout(), anchor.n_tasks)
     deltas = fresh(torch.tensor([0.1, 0.1, 0.8]), 1.0)
@@ -122,6 +124,7 @@ def test_streams_share_their_initial_weights_unless_disabled():
     from trainer.models.anchor import AnchorNet
     from trainer.models.blocks import get_backbone
     from trainer.tasks import get_tasks
+
     tasks, spec = get_tasks(["semseg", "depth", "normals"]), get_backbone("tiny-resnet", 0.5)
     shared = AnchorNet(tasks, spec, 8, 16)
     for l in range(shared.n_layers + 1):

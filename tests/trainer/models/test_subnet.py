@@ -22,9 +22,14 @@ def models(randomise_bn):
 def test_folded_block_equals_block_with_deltas(block, randomise_bn):
     randomise_bn(block)
     block.eval()
-    delta = {f"{n}.{p}": torch.randn(m.num_features) * 0.1 for n, m in block.named_modules()
-             if isinstance(m, torch.nn.BatchNorm2d) for p in ("weight", "bias")}
+    delta = {
+        f"{n}.{p}": torch.randn(m.num_features) * 0.1
+        for n, m in block.named_modules()
+        if isinstance(m, torch.nn.BatchNorm2d)
+        for p in ("weight", "bias")
+    }
     from trainer.models.anchor import run_node
+
     x = torch.randn(2, 8, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(fold_module(block, delta)(x), run_node(block, x, delta), atol=1e-5, rtol=1e-5)
@@ -64,8 +69,10 @@ def test_numpy_folder_equals_folded_module(models, seed):
 
     rng = random.Random(seed)
     tree = [[rng.randrange(3) for _ in range(3)] for _ in range(models.anchor.n_layers)]
-    deltas = {k: {n: torch.randn_like(v) * 0.2 for n, v in d.items()}
-              for k, d in models.weight(torch.tensor([0.2, 0.5, 0.3]), 0.3).items()}
+    deltas = {
+        k: {n: torch.randn_like(v) * 0.2 for n, v in d.items()}
+        for k, d in models.weight(torch.tensor([0.2, 0.5, 0.3]), 0.3).items()
+    }
     want = models.anchor.subnet(tree, deltas).weights()
     got = TreeFolder(models.anchor).weights(tree, deltas)
     assert set(got) == set(want)

@@ -6,6 +6,7 @@ statistics. A library module: `run_stream(StreamConfig(...))` is what the CLI ca
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,19 +69,28 @@ def load_schedule(path: str | None) -> dict[int, list[Event]]:
         where = f"schedule {path}: events[{i}]"
         if not isinstance(ev, dict) or set(ev) - {"frame", "r", "c", "budget_ms"}:
             raise EdgeRuntimeError(f"{where}: expected keys frame, r, c, budget_ms; found {ev!r}")
-        if not isinstance(ev.get("frame"), int) or ev["frame"] < 0:
-            raise EdgeRuntimeError(f"{where}: frame must be an integer >= 0, found {ev.get('frame')!r}")
+        frame = ev.get("frame")
+        if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
+            raise EdgeRuntimeError(f"{where}: frame must be an integer >= 0, found {frame!r}")
         if ("r" in ev) != ("c" in ev) or ("r" not in ev and "budget_ms" not in ev):
             raise EdgeRuntimeError(f"{where}: give r and c together, and/or budget_ms")
+        if "r" in ev and not isinstance(ev["r"], list):
+            raise EdgeRuntimeError(f"{where}: r must be a list of task weights, found {ev['r']!r}")
         out.setdefault(ev["frame"], []).append(
             Event(ev["frame"], tuple(ev["r"]) if "r" in ev else None, ev.get("c"), ev.get("budget_ms"))
         )
     return out
 
 
-def check_schedule(schedule: dict[int, list[Event]], n_tasks: int, path) -> None:
-    """Validates every event against the bundle before the first frame, so a bad
-    event cannot stop a run half-way."""
+def check_schedule(schedule: dict[int, list[Event]], n_tasks: int, path, frames: int | None = None) -> None:
+    """Validates every event against the bundle (and the run's frame count, when known)
+    before the first frame, so a bad event cannot stop a run half-way or never happen."""
+    late = sorted(f for f in schedule if frames is not None and f >= frames)
+    if late:
+        raise EdgeRuntimeError(
+            f"schedule {path}: an event at frame {late[0]} would never run: the run has "
+            f"{frames} frames (0..{frames - 1})"
+        )
     for events in schedule.values():
         for ev in events:
             where = f"schedule {path}: event at frame {ev.frame}"
@@ -164,6 +174,7 @@ class Output:
 def run_stream(args: StreamConfig) -> dict:
     """Runs the source through the bundle; Ctrl-C ends the stream like its last
     frame would (result['interrupted']), so stats and video of a camera run are kept."""
+    check_config(args)
     schedule = load_schedule(args.schedule)
     rt = open_runtime(args, schedule)
     out = Output(args, {t.name: t.kind for t in rt.manifest.tasks})
@@ -188,10 +199,27 @@ def run_stream(args: StreamConfig) -> dict:
     return result(args, rt, out, live, per_frame, swaps, interrupted)
 
 
+def check_config(args: StreamConfig) -> None:
+    """Refuses what would fail or silently misbehave later, before anything is loaded."""
+    if args.frames is not None and (isinstance(args.frames, bool) or args.frames < 1):
+        raise EdgeRuntimeError(f"--frames must be a positive number of frames, found {args.frames!r}")
+    if args.out is not None:
+        writable_target(args.out, "--out")
+
+
+def writable_target(path: str, flag: str) -> None:
+    """`path` can be created or replaced: its folder exists and is writable, and it is not a folder."""
+    p = Path(path)
+    if p.is_dir():
+        raise EdgeRuntimeError(f"{flag} {path} is a folder; expected a file path")
+    if not p.parent.is_dir() or not os.access(p.parent, os.W_OK):
+        raise EdgeRuntimeError(f"{flag} {path}: its folder {p.parent} does not exist or is not writable")
+
+
 def open_runtime(args: StreamConfig, schedule: dict[int, list[Event]]):
     """The loaded bundle at the initial preference/budget; the schedule is checked first."""
     rt = runtime.load(args.bundle, args.backend, threads=args.threads)
-    check_schedule(schedule, len(rt.task_names), args.schedule)
+    check_schedule(schedule, len(rt.task_names), args.schedule, args.frames)
     if args.r is not None:
         rt.set_preference(args.r, args.c)
     if args.budget_ms is not None:

@@ -12,7 +12,7 @@ import sys
 from edgecore.cli import run_main
 from edgecore.fileio import atomic_write_text
 from runtime import backends
-from runtime.app import StreamConfig, run_stream
+from runtime.app import StreamConfig, run_stream, writable_target
 from runtime.calibrate import bench
 from runtime.latency import save_table
 from runtime.manifest import load_manifest
@@ -155,6 +155,8 @@ def _print_run(result: dict) -> None:
 
 def _run(args) -> int:
     if args.cmd == "run":
+        if args.stats:  # checked before the first frame, not discovered after the whole run
+            writable_target(args.stats, "--stats")
         cfg = StreamConfig(
             args.bundle,
             args.source,

@@ -21,6 +21,8 @@ from runtime.prefs import validate_preference
 
 FORMAT = "edgemtl.bundle"
 FORMAT_VERSION = 1  # bump on any incompatible change; readers refuse other versions
+MAX_MANIFEST_BYTES = 64 << 20  # a 10^5-point grid is ~50 MB; anything larger is not ours
+MAX_SIDE = 16384  # input channels / pixels per side
 
 
 @dataclass(frozen=True)
@@ -192,9 +194,12 @@ def manifest_from_dict(d: Any) -> Manifest:
         for i, t in enumerate(_get(d, "tasks", list, ""))
     )
     inp = _get(d, "input", dict, "")
-    shape = tuple(int(s) for s in _get(inp, "shape", list, "input"))
-    if len(shape) != 3:
-        raise EdgeRuntimeError(f"manifest: input.shape must be [C, H, W], found {list(shape)}")
+    raw_shape = _get(inp, "shape", list, "input")
+    if len(raw_shape) != 3 or not all(type(v) is int and 0 < v <= MAX_SIDE for v in raw_shape):
+        raise EdgeRuntimeError(
+            f"manifest: input.shape must be [C, H, W] of positive integers <= {MAX_SIDE}, found {raw_shape!r}"
+        )
+    shape = tuple(raw_shape)
     spec = InputSpec(
         shape,
         _get(inp, "colour_order", str, "input"),
@@ -243,8 +248,13 @@ def load_manifest(bundle_dir: str | Path) -> Manifest:
     path = Path(bundle_dir) / "manifest.json"
     if not path.is_file():
         raise EdgeRuntimeError(f"{bundle_dir} is not a bundle: {path.name} is missing")
+    size = path.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise EdgeRuntimeError(f"{path} is {size:,} bytes; a manifest is at most {MAX_MANIFEST_BYTES:,}")
     try:
         raw = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EdgeRuntimeError(f"{path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise EdgeRuntimeError(f"{path} is nested too deeply to be a manifest") from None
     return manifest_from_dict(raw)

@@ -43,7 +43,14 @@ def frames(source: str, bundle: Path, limit: int | None = None, loop: bool = Fal
         path = Path(bundle) / "samples" / "frames.npy"
         if not path.is_file():
             raise EdgeRuntimeError(f"bundle has no sample frames ({path}): use a camera, video or image folder")
-        data = np.load(path)
+        try:
+            data = np.load(path, allow_pickle=False)  # a pickled file could run code: refused
+        except (OSError, ValueError) as exc:
+            raise EdgeRuntimeError(f"sample frames {path} are not a plain .npy array ({exc})") from None
+        if data.ndim != 4 or data.shape[-1] != 3 or data.dtype != np.uint8 or not len(data):
+            raise EdgeRuntimeError(
+                f"sample frames {path}: expected uint8 (N, H, W, 3), found {data.dtype} {data.shape}"
+            )
         count = limit if limit is not None else (2**62 if loop else len(data))
         for i in range(count):
             yield data[i % len(data)].copy()  # callers may draw on it

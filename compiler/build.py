@@ -268,7 +268,7 @@ def export(
             return {"weight_names": list(info.weight_names), "output_names": list(info.output_names)}
 
         entry = cache.get_or_build("graphs", graph_precision, fields, ".onnx", write)
-        shutil.copyfile(entry.path, stage / "graphs" / f"{sig}.onnx")
+        copy_entry(entry.path, stage / "graphs" / f"{sig}.onnx")
         graphs[sig] = Graph(entry.path, entry.key, tuple(entry.meta["weight_names"]), tuple(entry.meta["output_names"]))
         progress.advance(bar)
     return graphs
@@ -315,7 +315,7 @@ def engines(
     for sig, entry in entries.items():
         rel = Path("engines") / subdir / entry.path.name
         (stage / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(entry.path, stage / rel)
+        copy_entry(entry.path, stage / rel)
         refs[sig] = EngineRef(
             builder.name, cfg.precision, src.device["device"], entry.key, str(rel), entry.meta["sha256"]
         )
@@ -408,7 +408,7 @@ def samples(src: Source, cache: CompileCache, stage: Path, n: int = 48, upscale:
 
     entry = cache.get_or_build("samples", "scenes", fields, ".npy", render)
     (stage / "samples").mkdir()
-    shutil.copyfile(entry.path, stage / "samples" / "frames.npy")
+    copy_entry(entry.path, stage / "samples" / "frames.npy")
 
 
 @dataclass(frozen=True)
@@ -485,6 +485,39 @@ def report(out: Path, c: Compiled, cache: CompileCache, seconds: dict) -> BuildR
     )
 
 
+def remove_stale_staging(out: Path) -> list[Path]:
+    """Deletes the staging and replaced-bundle folders (`.NAME.partial-PID`, `.NAME.old-PID`)
+    that killed builds of `out` left behind; folders of live processes are kept."""
+    removed = []
+    for path in out.parent.glob(f".{out.name}.*-*"):
+        kind, _, pid = path.name.removeprefix(f".{out.name}.").rpartition("-")
+        if kind in ("partial", "old") and pid.isdigit() and not path.is_symlink() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def copy_entry(src: Path, dst: Path) -> None:
+    """Copies a cache entry into the bundle being staged; an entry deleted meanwhile (a
+    concurrent `compiler cache prune`) is one CompilerError, and nothing is published."""
+    try:
+        shutil.copyfile(src, dst)
+    except FileNotFoundError:
+        raise CompilerError(
+            f"cache entry {src} vanished while this build read it (was the cache pruned meanwhile?); rerun the build"
+        ) from None
+
+
 def publish(stage: Path, out: Path) -> None:
     """Moves the finished staging dir to `out`, replacing an older bundle there."""
     old = out.parent / f".{out.name}.old-{os.getpid()}"
@@ -512,6 +545,7 @@ def build(cfg: BuildConfig, console: Console | None = None) -> BuildReport:
     with timed("derive"):
         plan = derive(src, cache)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(out)
     stage = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
         stage.mkdir()

@@ -193,20 +193,7 @@ def manifest_from_dict(d: Any) -> Manifest:
         )
         for i, t in enumerate(_get(d, "tasks", list, ""))
     )
-    inp = _get(d, "input", dict, "")
-    raw_shape = _get(inp, "shape", list, "input")
-    if len(raw_shape) != 3 or not all(type(v) is int and 0 < v <= MAX_SIDE for v in raw_shape):
-        raise EdgeRuntimeError(
-            f"manifest: input.shape must be [C, H, W] of positive integers <= {MAX_SIDE}, found {raw_shape!r}"
-        )
-    shape = tuple(raw_shape)
-    spec = InputSpec(
-        shape,
-        _get(inp, "colour_order", str, "input"),
-        _num(inp, "scale", "input"),
-        tuple(_get(inp, "mean", list, "input")),
-        tuple(_get(inp, "std", list, "input")),
-    )
+    spec = _input_spec(_get(d, "input", dict, ""))
     family = _family(d.get("family", DEFAULT_FAMILY))
     sigs = {k: _signature(v, f"signatures.{k}", family) for k, v in _get(d, "signatures", dict, "").items()}
     misfiled = [k for k, v in sigs.items() if v.signature != k]
@@ -233,6 +220,32 @@ def _family(name) -> Family:
         return get_family(name) if isinstance(name, str) else get_family(repr(name))
     except EdgeError as exc:
         raise EdgeRuntimeError(f"manifest: {exc}") from None
+
+
+def _input_spec(inp: dict) -> InputSpec:
+    """The input spec, checked so that preprocessing cannot fail later on a frame."""
+    raw_shape = _get(inp, "shape", list, "input")
+    if len(raw_shape) != 3 or not all(type(v) is int and 0 < v <= MAX_SIDE for v in raw_shape):
+        raise EdgeRuntimeError(
+            f"manifest: input.shape must be [C, H, W] of positive integers <= {MAX_SIDE}, found {raw_shape!r}"
+        )
+    order = _get(inp, "colour_order", str, "input")
+    if order.upper() not in ("RGB", "BGR"):
+        raise EdgeRuntimeError(f"manifest: input.colour_order must be RGB or BGR, found {order!r}")
+    scale = _num(inp, "scale", "input")
+    mean, std = _get(inp, "mean", list, "input"), _get(inp, "std", list, "input")
+    for name, values in (("mean", mean), ("std", std)):
+        ok = len(values) == raw_shape[0] and all(
+            type(v) in (int, float) and math.isfinite(v) and (name == "mean" or v > 0) for v in values
+        )
+        if not ok:
+            raise EdgeRuntimeError(
+                f"manifest: input.{name} must be {raw_shape[0]} finite numbers{' > 0' * (name == 'std')}, "
+                f"found {values!r}"
+            )
+    if not scale > 0:
+        raise EdgeRuntimeError(f"manifest: input.scale must be > 0, found {scale}")
+    return InputSpec(tuple(raw_shape), order, scale, tuple(mean), tuple(std))
 
 
 def _hypernets(h) -> dict | None:

@@ -232,14 +232,35 @@ class _StepStart:
         torch.set_rng_state(self.rng)
 
 
+def load_stage_file(path: Path) -> dict:
+    """A stage file of a run folder (weights only: a pickled object could run code); a
+    truncated or foreign file is one TrainerError that says how to recover."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+        raise TrainerError(
+            f"stage file {path} is unreadable ({exc.__class__.__name__}); delete it to redo "
+            f"that stage, then rerun the same command"
+        ) from None
+    if not isinstance(state, dict):
+        raise TrainerError(f"stage file {path} holds {type(state).__name__}, not a stage; delete it and rerun")
+    return state
+
+
 def _resume(path: Path, module, opt) -> int:
     if not path.is_file():
         return 0
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    module.load_state_dict(state["module"])
-    opt.load_state_dict(state["opt"])
-    torch.set_rng_state(state["torch_rng"])
-    return int(state["step"])
+    state = load_stage_file(path)
+    try:
+        module.load_state_dict(state["module"])
+        opt.load_state_dict(state["opt"])
+        torch.set_rng_state(state["torch_rng"])
+        return int(state["step"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise TrainerError(
+            f"partial stage file {path} does not fit this run ({exc.__class__.__name__}: {exc}); "
+            f"delete it to restart that stage"
+        ) from None
 
 
 def _progress() -> Progress:
@@ -465,13 +486,18 @@ class Fit:
             atomic_torch_save(compute(), self.run.stages / f"{name}.pt")
 
     def _load_stage(self, path: Path) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        for key, module in self.models.modules().items():
-            if key in state:
-                module.load_state_dict(state[key])
+        state = load_stage_file(path)
+        try:
+            for key, module in self.models.modules().items():
+                if key in state:
+                    module.load_state_dict(state[key])
+        except RuntimeError as exc:
+            raise TrainerError(
+                f"stage file {path} does not fit this run's models ({exc}); delete it to redo that stage"
+            ) from None
 
     def state(self, name: str) -> dict:
-        return torch.load(self.run.stages / f"{name}.pt", map_location="cpu", weights_only=True)
+        return load_stage_file(self.run.stages / f"{name}.pt")
 
     def weights(self) -> torch.Tensor:
         return torch.tensor(self.state("scaling")["loss_weights"], dtype=torch.float32)

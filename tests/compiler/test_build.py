@@ -123,3 +123,35 @@ def test_the_manifest_names_the_checkpoint_by_identity_and_a_moved_bundle_runs(t
     with runtime.load(moved) as rt:
         rt.set_preference([0.2, 0.3, 0.5], 1.0)
         assert set(rt(np.zeros((16, 16, 3), np.uint8))) == {t["name"] for t in m["tasks"]}
+
+
+def test_a_cache_pruned_while_the_build_reads_it_is_one_clear_error(tiny_run, tmp_path, monkeypatch):
+    from compiler.cache import CompileCache
+    from compiler.errors import CompilerError
+
+    real = CompileCache.get_or_build
+
+    def pruned_meanwhile(self, kind, *args):
+        entry = real(self, kind, *args)
+        if kind == "engines":
+            entry.path.unlink()  # what a concurrent `compiler cache prune --all` does
+        return entry
+
+    monkeypatch.setattr(CompileCache, "get_or_build", pruned_meanwhile)
+    with pytest.raises(CompilerError, match="vanished while this build read it"):
+        build(_cfg(tiny_run, tmp_path / "b", tmp_path / "cache"))
+    assert not (tmp_path / "b").exists() and not list(tmp_path.glob(".b.partial-*"))
+
+
+def test_a_killed_builds_staging_folder_is_removed_by_the_next_build(tmp_path):
+    from compiler.build import remove_stale_staging
+
+    out = tmp_path / "b"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".b.partial-{dead.stdout.strip()}"
+    live = tmp_path / f".b.partial-{os.getpid()}"
+    other = tmp_path / ".c.partial-1"
+    for d in (stale, live, other):
+        (d / "weights").mkdir(parents=True)
+    assert remove_stale_staging(out) == [stale]
+    assert not stale.exists() and live.exists() and other.exists()

@@ -106,3 +106,16 @@ def test_rerun_with_other_config_is_refused(tmp_path, capsys):
     (run / "config.yaml").write_text("name: something-else\n")
     assert main(["fit", "--config", "tiny", "--out", str(run)]) == 2
     assert "different config" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", [lambda b: b[: len(b) // 2], lambda b: b"not a stage"])
+def test_a_corrupt_stage_file_on_resume_is_one_clear_error(tiny_run, tmp_path, capsys, damage):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    stage = run / "stages" / "single.pt"
+    stage.write_bytes(damage(stage.read_bytes()))
+    assert main(["fit", "--config", "tiny", "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"stage file {stage} is unreadable" in err and "delete it" in err and "Traceback" not in err

@@ -5,9 +5,11 @@ statistics. A library module: `run_stream(StreamConfig(...))` is what the CLI ca
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +40,7 @@ class StreamConfig:
     c: float = 0.0
     budget_ms: float | None = None
     threads: int = 0
+    frames_log: str | None = None  # per-frame records as JSON lines (streamed: memory stays bounded)
 
 
 # -- schedule --------------------------------------------------------------------------
@@ -110,7 +113,7 @@ def apply_event(rt, ev: Event) -> None:
 # -- run ---------------------------------------------------------------------------------
 def hud(rt, sel, fps: float, dropped: int | None = None) -> list[str]:
     # Percentiles of the last 300 frames: what the stream does now, and O(1) per frame on long runs.
-    recent = rt.engine_ms[-300:]
+    recent = list(itertools.islice(reversed(rt.engine_ms), 300))
     st = percentiles(recent, (50, 99))
     sig = rt.manifest.signatures[sel.entry.signature]
     full = rt.manifest.full_net
@@ -179,14 +182,14 @@ def run_stream(args: StreamConfig) -> dict:
     rt = open_runtime(args, schedule)
     out = Output(args, {t.name: t.kind for t in rt.manifest.tasks})
     source, live = open_source(args.source, Path(args.bundle), args.frames, args.live_fps)
-    per_frame, swaps, interrupted, t_start = [], [], False, time.perf_counter()
+    log, swaps, interrupted, t_start = FrameLog(rt.manifest, args.frames_log), [], False, time.perf_counter()
     try:
         for i, frame in enumerate(source):
             swaps += apply_events(rt, schedule.get(i, []), i)
             t0 = time.perf_counter()  # call_ms includes preprocessing
             outs, sel = rt.infer(preprocess(frame, rt.manifest.input), t0)
-            per_frame.append(frame_record(rt, i, sel))
-            fps = len(per_frame) / max(time.perf_counter() - t_start, 1e-9)
+            log.add(frame_record(rt, i, sel))
+            fps = log.frames / max(time.perf_counter() - t_start, 1e-9)
             if not out.frame(rt, frame, outs, lambda: hud(rt, sel, fps, live.dropped if live else None)):
                 break
     except KeyboardInterrupt:
@@ -195,16 +198,18 @@ def run_stream(args: StreamConfig) -> dict:
         if live is not None:
             live.close()
         out.close()
+        log.close()
         rt.close()
-    return result(args, rt, out, live, per_frame, swaps, interrupted)
+    return result(args, rt, out, live, log, swaps, interrupted)
 
 
 def check_config(args: StreamConfig) -> None:
     """Refuses what would fail or silently misbehave later, before anything is loaded."""
     if args.frames is not None and (isinstance(args.frames, bool) or args.frames < 1):
         raise EdgeRuntimeError(f"--frames must be a positive number of frames, found {args.frames!r}")
-    if args.out is not None:
-        writable_target(args.out, "--out")
+    for flag, path in (("--out", args.out), ("--frames-log", args.frames_log)):
+        if path is not None:
+            writable_target(path, flag)
 
 
 def writable_target(path: str, flag: str) -> None:
@@ -241,39 +246,61 @@ def frame_record(rt, i: int, sel) -> dict:
             "signature": sel.entry.signature, "over_budget": over}  # fmt: skip
 
 
-def result(args: StreamConfig, rt, out: Output, live, per_frame: list[dict], swaps: list[dict],
+def result(args: StreamConfig, rt, out: Output, live, log: FrameLog, swaps: list[dict],
            interrupted: bool) -> dict:  # fmt: skip
     return {
-        "bundle": str(args.bundle), "source": args.source, "backend": rt.backend,
-        "segments": segments(per_frame, rt.manifest), "backend_reason": rt.backend_reason,
-        "interrupted": interrupted, "frames": len(per_frame), "processed": len(per_frame), "live": live is not None,
-        "produced": live.produced if live else len(per_frame), "dropped": live.dropped if live else 0,
+        "bundle": str(args.bundle), "source": args.source, "backend": rt.backend, "segments": log.segments,
+        "backend_reason": rt.backend_reason, "interrupted": interrupted, "frames": log.frames,
+        "processed": log.frames, "over_budget": log.over_budget, "live": live is not None,
+        "produced": live.produced if live else log.frames, "dropped": live.dropped if live else 0,
         "video": args.out, "video_frames": out.written, "swaps": swaps, "summary": rt.stats(),
-        "per_frame": per_frame,
+        "frames_log": args.frames_log,
     }  # fmt: skip
 
 
-def segments(per_frame: list[dict], manifest) -> list[dict]:
-    """Consecutive frames on one grid point, with that sub-network's params/FLOPs
-    (share of the full anchor) and engine p50: what a schedule's switches bought."""
-    out, full = [], manifest.full_net
-    for f in per_frame:
-        if not out or out[-1]["point"] != f["point"]:
-            sig, entry = manifest.signatures[f["signature"]], manifest.entry(f["point"])
-            out.append(
-                {
-                    "first": f["frame"],
-                    "point": f["point"],
-                    "r": list(entry.r),
-                    "c": entry.c,
-                    "signature": f["signature"],
-                    "params": sig.params / full["params"],
-                    "flops": sig.flops / full["flops"],
-                    "ms": [],
-                }
-            )
-        out[-1]["last"] = f["frame"]
-        out[-1]["ms"].append(f["engine_ms"])
-    for seg in out:
-        seg["engine_p50_ms"] = percentiles(seg.pop("ms"), (50,))["p50"]
-    return out
+class FrameLog:
+    """Per-frame records in bounded memory: each record is streamed to a JSON-lines file
+    (when a path is given) as it happens; what stays in memory is counts, the segments
+    (consecutive frames on one grid point, with that sub-network's params/FLOPs as a share
+    of the full anchor: what a schedule's switches bought) and, per segment, a ring buffer
+    of its last RECENT engine times for the p50."""
+
+    RECENT = 10_000
+
+    def __init__(self, manifest, path: str | None = None):
+        self.manifest, self.path = manifest, path
+        self.file = open(path, "w") if path else None  # noqa: SIM115 - closed by close()
+        self.frames = self.over_budget = 0
+        self.segments: list[dict] = []
+        self._ms: deque = deque(maxlen=self.RECENT)
+
+    def add(self, record: dict) -> None:
+        if self.file is not None:
+            self.file.write(json.dumps(record) + "\n")
+        self.frames += 1
+        self.over_budget += record["over_budget"]
+        if not self.segments or self.segments[-1]["point"] != record["point"]:
+            self._close_segment()
+            self.segments.append(self._segment(record))
+        self.segments[-1]["last"] = record["frame"]
+        self._ms.append(record["engine_ms"])
+
+    def _segment(self, f: dict) -> dict:
+        sig, entry, full = (
+            self.manifest.signatures[f["signature"]],
+            self.manifest.entry(f["point"]),
+            self.manifest.full_net,
+        )
+        return {"first": f["frame"], "point": f["point"], "r": list(entry.r), "c": entry.c, "signature": f["signature"],
+                "params": sig.params / full["params"], "flops": sig.flops / full["flops"]}  # fmt: skip
+
+    def _close_segment(self) -> None:
+        if self.segments and self._ms:
+            self.segments[-1]["engine_p50_ms"] = percentiles(self._ms, (50,))["p50"]
+        self._ms.clear()
+
+    def close(self) -> None:
+        self._close_segment()
+        if self.file is not None:
+            self.file.close()
+            self.file = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -33,6 +34,8 @@ from runtime.prefs import validate_preference
 from runtime.preprocess import preprocess
 from runtime.resolve import Selection, nearest, r_distance, within_budget
 from runtime.weights import load_weights, npz_bytes, weights_id
+
+RECENT_CALLS = 10_000  # latency percentiles cover the last this-many calls
 
 
 @dataclass(frozen=True)
@@ -83,8 +86,10 @@ class Runtime:
         self.task_names = [t.name for t in self.manifest.tasks]
         self._lock = threading.Lock()
         self._latency: dict[str, float] | None = None
-        self.call_ms: list[float] = []  # whole call (preprocess + engine)
-        self.engine_ms: list[float] = []
+        # The last RECENT_CALLS calls (ring buffers: a camera running for days keeps its memory).
+        self.calls = 0
+        self.call_ms: deque[float] = deque(maxlen=RECENT_CALLS)  # whole call (preprocess + engine)
+        self.engine_ms: deque[float] = deque(maxlen=RECENT_CALLS)
         self.swaps: list[dict] = []
         self.budget_ms: float | None = None
         self._active: Active | None = None
@@ -197,7 +202,7 @@ class Runtime:
                     "signature": sel.entry.signature,
                     "warm": warm,
                     "ms": (time.perf_counter() - t0) * 1e3,
-                    "at_call": len(self.call_ms),
+                    "at_call": self.calls,
                 }
             )
         return sel
@@ -246,17 +251,18 @@ class Runtime:
             engine_ms = active.item.runner.last_latency_ms
         finally:
             self.pool.unpin(active.item)
+        self.calls += 1
         self.engine_ms.append(engine_ms)
         self.call_ms.append((time.perf_counter() - t0) * 1e3)
         self.last = active.selection
         return {name: o[0] for name, o in zip(self.task_names, outs)}, active.selection
 
     def stats(self) -> dict:
-        """Latency percentiles (ms) of calls and engine runs, swap counts and times."""
+        """Latency percentiles (ms) of the last RECENT_CALLS calls and engine runs, swap counts and times."""
         hot = [s["ms"] for s in self.swaps if s["warm"] and s["why"] != "load"]
         cold = [s["ms"] for s in self.swaps if not s["warm"] and s["why"] != "load"]
         return {
-            "calls": len(self.call_ms),
+            "calls": self.calls,
             "call_ms": percentiles(self.call_ms),
             "engine_ms": percentiles(self.engine_ms),
             "swaps": len(hot) + len(cold),

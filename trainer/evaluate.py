@@ -14,7 +14,6 @@ Also the trees of one-hot preferences (which should be one trunk).
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
+from edgecore.fileio import atomic_write_text
 from edgecore.tree import canonical_tree, identity_tree, streams_per_layer, used_nodes
 from trainer.checkpoint import load_checkpoint
 from trainer.config import EvalConfig, FitConfig
@@ -247,8 +247,8 @@ def evaluate(run_dir: str | Path, ecfg: EvalConfig | None = None, console: Conso
         "sharing_cost": sharing_costs(ev),
         "goals": goals(rows, one_hot),
     }
-    _write_atomic(Path(run_dir) / "eval.json", json.dumps(result, indent=1))
-    _write_atomic(Path(run_dir) / "eval.md", markdown_tables(result))
+    atomic_write_text(Path(run_dir) / "eval.json", json.dumps(result, indent=1))
+    atomic_write_text(Path(run_dir) / "eval.md", markdown_tables(result))
     print_tables(result, console or _console())
     return result
 
@@ -287,12 +287,6 @@ def goals(rows: list[dict], one_hot: list[dict]) -> list[dict]:
             "met": len(own) == n_tasks,
         },
     ]
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)  # a crash never leaves a truncated file
 
 
 def markdown_tables(result: dict) -> str:

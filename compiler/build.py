@@ -37,7 +37,7 @@ from compiler.cache import CompileCache
 from compiler.errors import CompilerError, ParityError
 from compiler.export import INPUT_NAME, OPSET, export_graph
 from compiler.grid import GridPoint, load_grid
-from compiler.hyper import export_hypernets
+from compiler.hypernets import export_hypernets
 from edgecore.fileio import atomic_write_text, file_sha256
 from runtime.backends import BuildOptions, EngineBuilder, get_builder, get_runner, precisions
 from runtime.errors import EdgeRuntimeError

@@ -289,6 +289,14 @@ def goals(rows: list[dict], one_hot: list[dict]) -> list[dict]:
     ]
 
 
+def _summary_cells(row: dict) -> list[str]:
+    """Method, HV, uniformity, params, share, GFLOPs and control params of one result row."""
+    unif = "-" if row["uniformity"] is None else f"{row['uniformity']:.3f}"
+    ctrl = "-" if row["control_params"] is None else _fmt_params(row["control_params"])
+    return [row["method"], f"{row['hv']:.4f}", unif, _fmt_params(row["params"]), f"{row['param_share']:.3f}",
+            f"{row['gflops']:.4f}", ctrl]  # fmt: skip
+
+
 def markdown_tables(result: dict) -> str:
     """The eval tables as GitHub Markdown (RUN_DIR/eval.md)."""
     ref = ",".join(f"{v:g}" for v in result["hv_ref"])
@@ -305,18 +313,7 @@ def markdown_tables(result: dict) -> str:
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in result["rows"]:
-        unif = "-" if row["uniformity"] is None else f"{row['uniformity']:.3f}"
-        ctrl = "-" if row["control_params"] is None else _fmt_params(row["control_params"])
-        cells = [
-            row["method"],
-            f"{row['hv']:.4f}",
-            unif,
-            _fmt_params(row["params"]),
-            f"{row['param_share']:.3f}",
-            f"{row['gflops']:.4f}",
-            ctrl,
-            *[f"{v:.3f}" for v in row["metrics"]],
-        ]
+        cells = [*_summary_cells(row), *[f"{v:.3f}" for v in row["metrics"]]]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -378,17 +375,7 @@ def print_tables(result: dict, console: Console) -> None:
     for t in result["tasks"]:
         metrics.add_column(f"{t['name']} {t['metric']} {'↑' if t['higher_is_better'] else '↓'}", justify="right")
     for row in result["rows"]:
-        unif = "-" if row["uniformity"] is None else f"{row['uniformity']:.3f}"
-        ctrl = "-" if row["control_params"] is None else _fmt_params(row["control_params"])
-        table.add_row(
-            row["method"],
-            f"{row['hv']:.4f}",
-            unif,
-            _fmt_params(row["params"]),
-            f"{row['param_share']:.3f}",
-            f"{row['gflops']:.4f}",
-            ctrl,
-        )
+        table.add_row(*_summary_cells(row))
         metrics.add_row(row["method"], *[f"{v:.3f}" for v in row["metrics"]])
     trees = Table(title="One-hot preferences: used nodes per layer (stems .. last block)")
     for col in ("task", "c", "streams per layer", "param share"):

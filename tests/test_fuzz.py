@@ -148,3 +148,81 @@ def test_preferences_validate_or_raise_the_runtime_error(r, c):
     except EdgeRuntimeError:
         return
     assert abs(sum(pref.r) - 1) < 1e-6 and 0 <= pref.c <= 1
+
+
+@pytest.fixture(scope="module")
+def calibrated_bundle(tiny_bundle, tmp_path_factory):
+    import shutil
+
+    from tests.conftest import write_latency
+
+    dst = tmp_path_factory.mktemp("fuzz-bundle") / "bundle"
+    shutil.copytree(tiny_bundle[0], dst)
+    m = json.loads((dst / "manifest.json").read_text())
+    sigs = sorted(m["signatures"])
+    engine = next(iter(m["signatures"].values()))["engines"][0]
+    write_latency(dst, engine["backend"], engine["device"], {s: 1.0 + i for i, s in enumerate(sigs)})
+    return dst
+
+
+OPS = st.one_of(
+    st.tuples(st.just("pref"), st.integers(0, 10**6)), st.tuples(st.just("budget"), st.floats(0.5, 20.0)),
+    st.tuples(st.just("frame")),
+)  # fmt: skip
+
+
+def test_swaps_budgets_and_frames_from_several_threads_run_the_named_sub_network(calibrated_bundle, monkeypatch):
+    """Whatever interleaving of preference and budget switches and frames several
+    threads produce, each frame's outputs are those of the sub-network its
+    returned selection names (reference: that point run alone). Each engine run
+    sleeps 1 ms, so switches land while frames are in flight."""
+    import threading
+    import time
+
+    import runtime
+    from runtime.backends import onnxruntime as ort_backend
+
+    real_run = ort_backend.Runner._run
+
+    def slow_run(self, x):
+        time.sleep(0.001)
+        return real_run(self, x)
+
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    with runtime.load(calibrated_bundle, threads=1) as ref_rt:
+        grid = list(ref_rt.manifest.grid)
+        reference = {}
+        for e in grid:
+            with ref_rt.open_runner(e) as runner:
+                reference[e.name] = runner.run(x)
+
+    monkeypatch.setattr(ort_backend.Runner, "_run", slow_run)
+
+    @settings(max_examples=25, deadline=None)
+    @given(st.lists(st.lists(OPS, min_size=1, max_size=12), min_size=2, max_size=3))
+    def check(sequences):
+        frames, errors = [], []
+        with runtime.load(calibrated_bundle, threads=1) as rt:
+
+            def work(seq):
+                try:
+                    for op in seq:
+                        if op[0] == "pref":
+                            e = grid[op[1] % len(grid)]
+                            rt.set_preference(list(e.r), e.c)
+                        elif op[0] == "budget":
+                            rt.set_budget(op[1])
+                        else:
+                            frames.append(rt.infer(x))
+                except Exception as exc:  # noqa: BLE001 - reported below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=work, args=(s,)) for s in sequences]
+            [t.start() for t in threads]
+            [t.join() for t in threads]
+        assert not errors, errors
+        for outs, sel in frames:
+            for got, want in zip(outs.values(), reference[sel.entry.name]):
+                np.testing.assert_array_equal(got, want[0])
+
+    check()

@@ -20,7 +20,7 @@ from edgecore.stats import percentiles
 from runtime.errors import EdgeRuntimeError
 from runtime.prefs import validate_preference
 from runtime.preprocess import preprocess
-from runtime.sources import import_cv2, open_source
+from runtime.sources import frame_count, import_cv2, open_source
 from runtime.viz import compose
 
 
@@ -224,7 +224,8 @@ def writable_target(path: str, flag: str) -> None:
 def open_runtime(args: StreamConfig, schedule: dict[int, list[Event]]):
     """The loaded bundle at the initial preference/budget; the schedule is checked first."""
     rt = runtime.load(args.bundle, args.backend, threads=args.threads)
-    check_schedule(schedule, len(rt.task_names), args.schedule, args.frames)
+    n_frames = frame_count(args.source, Path(args.bundle), args.frames, args.live_fps)
+    check_schedule(schedule, len(rt.task_names), args.schedule, n_frames)
     if args.r is not None:
         rt.set_preference(args.r, args.c)
     if args.budget_ms is not None:

@@ -71,6 +71,34 @@ def open_source(
     return live, live
 
 
+def frame_count(source: str, bundle: Path, limit: int | None, live_fps: float | None = None) -> int | None:
+    """How many frames a run of `source` will process, when that is known before it starts
+    (None for cameras and streams without a limit): a schedule event past it would never run."""
+    if live_fps is not None or is_live(source):
+        return limit
+    n = _source_length(source, bundle)
+    if n is None:
+        return limit
+    if source == "synthetic":  # the samples loop up to a limit
+        return limit if limit is not None else n
+    return n if limit is None else min(n, limit)
+
+
+def _source_length(source: str, bundle: Path) -> int | None:
+    try:
+        if source == "synthetic":
+            return int(np.load(Path(bundle) / "samples" / "frames.npy", mmap_mode="r", allow_pickle=False).shape[0])
+        if Path(source).is_dir():
+            return sum(1 for p in Path(source).iterdir() if p.suffix.lower() in IMAGE_EXTS)
+        cv2 = import_cv2()
+        cap = cv2.VideoCapture(source)
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+        cap.release()
+        return n if n > 0 else None
+    except (OSError, ValueError, EdgeRuntimeError):
+        return None  # the source itself reports the problem when it is opened
+
+
 def _opencv_frames(source: str, limit: int | None) -> Iterator[np.ndarray]:
     cv2 = import_cv2()
     if Path(source).is_dir():

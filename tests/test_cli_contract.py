@@ -79,3 +79,18 @@ def test_malformed_manifests_exit_2(bundle, capsys, edit, match):
     (bundle / "manifest.json").write_text(text)
     assert runtime_main(["bench", str(bundle), "--repeats", "1"]) == 2
     assert match in capsys.readouterr().err
+
+
+def test_a_schedule_event_past_the_end_of_a_finite_source_is_refused(bundle, tmp_path, capsys):
+    cv2 = pytest.importorskip("cv2")
+    n_samples = np.load(bundle / "samples" / "frames.npy", mmap_mode="r").shape[0]
+    late = _schedule(tmp_path, {"frame": n_samples, "budget_ms": 1})
+    assert runtime_main(["run", str(bundle), "--headless", *late]) == 2  # the samples play once
+    assert f"event at frame {n_samples} would never run" in capsys.readouterr().err
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(folder / f"{i}.png"), np.zeros((8, 8, 3), np.uint8))
+    sched = _schedule(tmp_path, {"frame": 2, "budget_ms": 1})
+    assert runtime_main(["run", str(bundle), "--headless", "--source", str(folder), "--frames", "10", *sched]) == 2
+    assert "the run has 2 frames" in capsys.readouterr().err

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -174,6 +175,15 @@ class Output:
             self.writer.release()  # finalises the mp4, also after Ctrl-C
 
 
+STOP = threading.Event()  # set by request_stop(): the run loop ends before its next frame
+
+
+def request_stop() -> None:
+    """Ends a running `run_stream` between two frames, as if the source had ended (safe from
+    a signal handler or another thread); the result then says `interrupted`."""
+    STOP.set()
+
+
 def run_stream(args: StreamConfig) -> dict:
     """Runs the source through the bundle; Ctrl-C ends the stream like its last
     frame would (result['interrupted']), so stats and video of a camera run are kept."""
@@ -183,8 +193,12 @@ def run_stream(args: StreamConfig) -> dict:
     out = Output(args, {t.name: t.kind for t in rt.manifest.tasks})
     source, live = open_source(args.source, Path(args.bundle), args.frames, args.live_fps)
     log, swaps, interrupted, t_start = FrameLog(rt.manifest, args.frames_log), [], False, time.perf_counter()
+    STOP.clear()
     try:
         for i, frame in enumerate(source):
+            if STOP.is_set():  # a stop request (SIGTERM) ends the run between two frames
+                interrupted = True
+                break
             swaps += apply_events(rt, schedule.get(i, []), i)
             t0 = time.perf_counter()  # call_ms includes preprocessing
             outs, sel = rt.infer(preprocess(frame, rt.manifest.input), t0)

@@ -14,7 +14,7 @@ from pathlib import Path
 from edgecore.cli import run_main
 from edgecore.fileio import atomic_write_text
 from runtime import backends
-from runtime.app import StreamConfig, run_stream, writable_target
+from runtime.app import StreamConfig, request_stop, run_stream, writable_target
 from runtime.calibrate import bench
 from runtime.latency import save_table
 from runtime.manifest import load_manifest
@@ -175,8 +175,8 @@ def _stream_config(args) -> StreamConfig:
                         args.schedule, r, args.c, args.budget_ms, args.threads, frames_log)  # fmt: skip
 
 
-def _terminate_like_ctrl_c(signum, frame) -> None:
-    raise KeyboardInterrupt  # the run loop's finaliser closes the video and keeps the stats
+def _stop_between_frames(signum, frame) -> None:
+    request_stop()  # the frame in flight is finished and written; then the video is closed, the stats kept
 
 
 def _run(args) -> int:
@@ -184,7 +184,7 @@ def _run(args) -> int:
         if args.stats:  # checked before the first frame, not discovered after the whole run
             writable_target(args.stats, "--stats")
         cfg = _stream_config(args)
-        signal.signal(signal.SIGTERM, _terminate_like_ctrl_c)  # `kill PID` ends a run like Ctrl-C
+        signal.signal(signal.SIGTERM, _stop_between_frames)  # `kill PID` ends a run like Ctrl-C
         result = run_stream(cfg)
         if args.stats:
             atomic_write_text(args.stats, json.dumps(result, indent=1))

@@ -251,10 +251,12 @@ class Runtime:
             engine_ms = active.item.runner.last_latency_ms
         finally:
             self.pool.unpin(active.item)
-        self.calls += 1
-        self.engine_ms.append(engine_ms)
-        self.call_ms.append((time.perf_counter() - t0) * 1e3)
-        self.last = active.selection
+        call_ms = (time.perf_counter() - t0) * 1e3
+        with self._lock:  # calls from several threads: the count is a read-modify-write
+            self.calls += 1
+            self.engine_ms.append(engine_ms)
+            self.call_ms.append(call_ms)
+            self.last = active.selection
         return {name: o[0] for name, o in zip(self.task_names, outs)}, active.selection
 
     def stats(self) -> dict:

@@ -10,38 +10,17 @@ import torch
 
 pytest.importorskip("onnx")
 
-from compiler.export import export_graph  # noqa: E402
 from runtime.backends import BACKENDS, available, get_builder, get_runner  # noqa: E402
 from runtime.errors import EdgeRuntimeError  # noqa: E402
+from tests.runtime.backends.conftest import SHAPE, TREE  # noqa: E402
 from tests.runtime.backends.test_registry import TOY  # noqa: E402
-from trainer.config import load_config  # noqa: E402
-from trainer.models import build_models  # noqa: E402
-from trainer.models.subnet import TreeFolder  # noqa: E402
-
-TREE = ((0, 0, 0), (0, 1, 1), (0, 1, 2), (2, 1, 2))
-SHAPE = (1, 3, 16, 16)
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """One exported tree graph, its anchor, and two weight sets (unadapted, adapted)."""
-    from tests.conftest import randomise_bn
-
-    torch.manual_seed(0)
-    m = build_models(load_config("tiny"))
-    randomise_bn(m.anchor)
-    m.anchor.eval()
-    d = tmp_path_factory.mktemp("contract")
-    info = export_graph(m.anchor.subnet(TREE), SHAPE[1:], m.anchor.task_names, d / "graph.onnx")
-    r = torch.tensor([0.2, 0.3, 0.5])
-    deltas = {k: {n: torch.randn_like(v) * 0.2 for n, v in dd.items()} for k, dd in m.weight(r, 0.5).items()}
-    folder = TreeFolder(m.anchor)
-    return (
-        d,
-        info.weight_names,
-        m.anchor,
-        {"base": (folder.weights(TREE), None), "adapted": (folder.weights(TREE, deltas), deltas)},
-    )
+def model(tree_graph):
+    """The exported graph's folder and weight names, its anchor, and two weight sets (unadapted, adapted)."""
+    g = tree_graph
+    return g.dir, g.weight_names, g.anchor, {"base": (g.base, None), "adapted": (g.adapted, g.deltas)}
 
 
 @pytest.fixture(scope="module", params=[*sorted(BACKENDS), "toy"])

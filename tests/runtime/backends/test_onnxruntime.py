@@ -8,34 +8,18 @@ import torch
 
 pytest.importorskip("onnxruntime")
 
-from compiler.export import export_graph  # noqa: E402
 from runtime.backends import get_builder, get_runner  # noqa: E402
 from runtime.backends.onnxruntime import session_options  # noqa: E402
 from runtime.errors import EdgeRuntimeError  # noqa: E402
-from trainer.config import load_config  # noqa: E402
-from trainer.models import build_models  # noqa: E402
-from trainer.models.subnet import TreeFolder  # noqa: E402
-
-TREE = ((0, 0, 0), (0, 1, 1), (0, 1, 2), (2, 1, 2))
+from tests.runtime.backends.conftest import TREE  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory):
+def engine(tree_graph):
     """An optimised engine of one tree, plus two different weight sets for it."""
-    from tests.conftest import randomise_bn
-
-    torch.manual_seed(0)
-    m = build_models(load_config("tiny"))
-    randomise_bn(m.anchor)
-    m.anchor.eval()
-    d = tmp_path_factory.mktemp("ort")
-    module = m.anchor.subnet(TREE)
-    info = export_graph(module, (3, 16, 16), m.anchor.task_names, d / "graph.onnx")
-    get_builder("onnxruntime").build(d / "graph.onnx", d / "engine.onnx", "fp32", info.weight_names)
-    r = torch.tensor([0.2, 0.3, 0.5])
-    deltas = {k: {n: torch.randn_like(v) * 0.2 for n, v in dd.items()} for k, dd in m.weight(r, 0.5).items()}
-    folder = TreeFolder(m.anchor)
-    return d, m.anchor, deltas, folder.weights(TREE), folder.weights(TREE, deltas)
+    g = tree_graph
+    get_builder("onnxruntime").build(g.dir / "graph.onnx", g.dir / "engine.onnx", "fp32", g.weight_names)
+    return g.dir, g.anchor, g.deltas, g.base, g.adapted
 
 
 def _reference(anchor, deltas, x):

@@ -49,11 +49,6 @@ def machine() -> dict:
     }
 
 
-def device_id() -> str:
-    """The results folder of this machine: the same name its latency tables carry."""
-    return machine_id()
-
-
 def pct(values) -> dict:
     values = list(values)
     return {**percentiles(values), "n": len(values)}
@@ -61,7 +56,7 @@ def pct(values) -> dict:
 
 def write(name: str, result: dict, markdown: str, out: Path | None = None) -> Path:
     """Writes <out or results/<device>>/<name>.json and .md; returns the directory."""
-    d = out or RESULTS / device_id()
+    d = out or RESULTS / machine_id()  # the name this machine's latency tables carry
     d.mkdir(parents=True, exist_ok=True)
     text = json.dumps(result, indent=1)
     if len(text) > 200_000:  # raw per-point data (e.g. a 5-task simplex lattice): keep the repo small

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks.common import RESULTS, device_id
+from benchmarks.common import RESULTS
+from runtime.latency import machine_id
 
 
 def _load(d: Path, name: str) -> dict | None:
@@ -74,7 +75,7 @@ def lines(d: Path) -> list[str]:
 
 
 def main(out: Path | None = None) -> Path:
-    d = out or RESULTS / device_id()
+    d = out or RESULTS / machine_id()
     path = d / "SUMMARY.md"
     path.write_text("\n".join(lines(d)) + "\n")
     return path

@@ -39,7 +39,7 @@ from compiler.export import INPUT_NAME, OPSET, export_graph
 from compiler.grid import GridPoint, load_grid
 from compiler.hypernets import export_hypernets
 from edgecore.fileio import atomic_write_text, file_sha256
-from runtime.backends import BuildOptions, EngineBuilder, get_builder, get_runner, precisions
+from runtime.backends import BuildOptions, EngineBuilder, get_builder, get_runner
 from runtime.errors import EdgeRuntimeError
 from runtime.manifest import EngineRef, GridEntry, InputSpec, Manifest, SignatureInfo, TaskInfo
 from runtime.weights import load_weights, save_weights
@@ -172,8 +172,6 @@ def model_identity(anchor: torch.nn.Module, payload: dict) -> str:
 # -- stages ---------------------------------------------------------------------------
 def engine_builder(cfg: BuildConfig, cache: CompileCache) -> EngineBuilder:
     """The backend's builder, checked before anything heavy is loaded."""
-    if cfg.precision not in precisions():
-        raise CompilerError(f"--precision must be one of {precisions()}, found {cfg.precision!r}")
     if cfg.jobs < 1:
         raise CompilerError(f"--jobs must be >= 1, found {cfg.jobs}")
     try:

@@ -12,7 +12,7 @@ the field and the value.
 from __future__ import annotations
 
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from edgecore.errors import EdgeError
 
@@ -35,8 +35,7 @@ def check_relative(value: object, where: str, error: type[Exception] = EdgeError
     """`value` if it is a relative POSIX path without '..', empty or odd parts."""
     if not isinstance(value, str) or not value or "\\" in value or "\0" in value or ":" in value:
         raise error(f"{where}: expected a relative path inside the folder, found {value!r}")
-    parts = PurePosixPath(value).parts
-    if value.startswith("/") or any(p in ("..", ".") for p in value.split("/")) or not parts:
+    if value.startswith("/") or any(p in ("..", ".") for p in value.split("/")):
         raise error(f"{where}: expected a relative path inside the folder, found {value!r}")
     return value
 

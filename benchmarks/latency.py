@@ -111,7 +111,7 @@ def measure(bundle: str, run: str, repeats: int = 200, warmup: int = 20, threads
 
     from edgecore.tree import identity_tree
     from runtime.manifest import load_manifest
-    from runtime.weights import load_weights
+    from runtime.weights import WeightStore
     from trainer.checkpoint import load_checkpoint
 
     m = load_manifest(bundle)
@@ -121,14 +121,14 @@ def measure(bundle: str, run: str, repeats: int = 200, warmup: int = 20, threads
     xs = [np.random.default_rng(i).standard_normal((1, *m.input.shape)).astype(np.float32) for i in range(4)]
     txs = [torch.from_numpy(x) for x in xs]
     full_tree = identity_tree(anchor.n_layers, anchor.n_tasks)
-    rows, full_engine_ms = [], []
+    rows, full_engine_ms, store = [], [], WeightStore(bundle, m)
     with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
         full_path, full_w = export_engine(anchor.subnet(full_tree), m.input.shape, names, Path(tmp) / "full")
         full_engine = engine_runner(full_path, full_w, threads)
         eager_full = pct(_timed(lambda x: anchor.forward_tree(x, full_tree), txs, warmup, repeats))
         for sig, info in m.signatures.items():
             entry = next(e for e in m.grid if e.signature == sig)
-            weights = load_weights(Path(bundle) / "weights" / f"{entry.weights}.npz")
+            weights = store.entry_weights(entry)
             sub = anchor.subnet(info.tree)
             sub.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
             with engine_runner(Path(bundle) / info.engines[0].path, weights, threads) as runner:

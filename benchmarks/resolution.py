@@ -22,7 +22,7 @@ def _size_rows(anchor, m, bundle, size, repeats, warmup, threads, tmp: Path) -> 
     import torch
 
     from edgecore.tree import identity_tree
-    from runtime.weights import load_weights
+    from runtime.weights import WeightStore
     from trainer.cost import tree_cost
 
     names, shape = [t.name for t in m.tasks], (3, size, size)
@@ -30,17 +30,12 @@ def _size_rows(anchor, m, bundle, size, repeats, warmup, threads, tmp: Path) -> 
     full_tree = identity_tree(anchor.n_layers, anchor.n_tasks)
     full_flops = tree_cost(anchor, full_tree, size)[1]
     full = engine_runner(*export_engine(anchor.subnet(full_tree), shape, names, tmp / f"full-{size}"), threads)
-    rows = []
+    rows, store = [], WeightStore(bundle, m)
     try:
         for sig, info in m.signatures.items():
             entry = next(e for e in m.grid if e.signature == sig)
             sub = anchor.subnet(info.tree)
-            sub.load_state_dict(
-                {
-                    k: torch.from_numpy(v)
-                    for k, v in load_weights(Path(bundle) / "weights" / f"{entry.weights}.npz").items()
-                }
-            )
+            sub.load_state_dict({k: torch.from_numpy(v) for k, v in store.entry_weights(entry).items()})
             with engine_runner(*export_engine(sub, shape, names, tmp / f"{sig}-{size}"), threads) as runner:
                 t_full, t_sub = paired(full.run, runner.run, xs, warmup, repeats, pair_block(threads))
             flops_ratio = tree_cost(anchor, info.tree, size)[1] / full_flops

@@ -5,10 +5,12 @@ returns what the next one needs (each timed, long ones with a progress bar).
   load    checkpoint, grid, backend builder and its device identity  -> Source
   derive  every grid point -> argmax tree (edge hypernet) + BN deltas (weight hypernet),
           each distinct tree's params and FLOPs                       -> Plan
-  fold    per point: the tree's used nodes with BN (+ deltas) folded -> weights/<id>.npz
+  adapt   the anchor's arrays once -> anchor/<id>.npz; per point its adaptation (the BN
+          deltas of its tree's used nodes) -> deltas/<id>.npz (bundle format 2)
   export  per signature: ONNX graph of the unadapted tree (cached by content)
   engine  per signature: backend engine (cached by content, keyed by its graph's key)
-  parity  per point: engine with the point's weights bound vs the PyTorch tree model
+  parity  per point: engine with the point's weights (folded from the stored anchor and
+          deltas, as the runtime folds them) vs the PyTorch tree model
   publish manifest.json written last, the staging folder renamed into place
 Everything is written to a staging directory next to BUNDLE_DIR and renamed
 into place at the end: a failed, interrupted or parity-failing build leaves
@@ -27,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -38,11 +41,12 @@ from compiler.errors import CompilerError, ParityError
 from compiler.export import INPUT_NAME, OPSET, export_graph
 from compiler.grid import GridPoint, load_grid
 from compiler.hypernets import export_hypernets
+from edgecore.arrays import save_arrays
 from edgecore.fileio import atomic_write_text, file_sha256
 from runtime.backends import BuildOptions, EngineBuilder, get_builder, get_runner
 from runtime.errors import EdgeRuntimeError
 from runtime.manifest import EngineRef, GridEntry, InputSpec, Manifest, SignatureInfo, TaskInfo
-from runtime.weights import load_weights, save_weights
+from runtime.weights import ANCHOR_DIR, DELTAS_DIR, WeightStore
 from trainer.checkpoint import load_checkpoint
 from trainer.errors import TrainerError
 from trainer.families import ModelFamily, family_of, model_family
@@ -233,14 +237,28 @@ def spec_costs(src: Source, spec, cache: CompileCache) -> tuple[int, float]:
     return int(params), float(flops)
 
 
-def fold(src: Source, points: list[Point], stage: Path, progress: Progress) -> list[str]:
-    """Writes every point's folded weight set; returns their ids, in point order."""
-    bar = progress.add_task("fold", total=len(points))
-    weights, ids = src.family.folder(src.models), []
+@dataclass(frozen=True)
+class Adapted:
+    """What the adapt stage stored: the anchor (once) and every point's adaptation."""
+
+    anchor: dict  # the manifest's anchor entry: {"id", "plan"}
+    ids: list[str]  # per point, in point order: deltas/<id>.npz
+
+    def store(self, bundle: Path, family: str) -> WeightStore:
+        """The runtime's reader of these files (parity folds through it)."""
+        return WeightStore(bundle, SimpleNamespace(anchor=self.anchor, family=family))
+
+
+def adapt(src: Source, points: list[Point], stage: Path, progress: Progress) -> Adapted:
+    """Writes the anchor's arrays once and each point's adaptation (bundle format 2)."""
+    bar = progress.add_task("adapt", total=len(points))
+    arrays, plan = src.family.anchor_arrays(src.models)
+    anchor = {"id": save_arrays(arrays, stage / ANCHOR_DIR), "plan": plan}
+    ids = []
     for p in points:
-        ids.append(save_weights(weights(p.spec, p.adaptation), stage / "weights"))
+        ids.append(save_arrays(src.family.adaptation_arrays(p.spec, p.adaptation), stage / DELTAS_DIR))
         progress.advance(bar)
-    return ids
+    return Adapted(anchor, ids)
 
 
 def export(
@@ -323,7 +341,7 @@ def engines(
 def parity(
     src: Source,
     points: list[Point],
-    weight_ids: list[str],
+    adapted: Adapted,
     refs: dict[str, EngineRef],
     cfg: BuildConfig,
     cache: CompileCache,
@@ -336,15 +354,16 @@ def parity(
     xs = np.random.default_rng(cfg.seed).standard_normal((cfg.parity_inputs, *src.shape)).astype(np.float32)
     tol = cfg.parity_tol if cfg.precision == "fp32" else FP16_TOL
     results, failures = [], []
-    for p, wid in zip(points, weight_ids):
+    store = adapted.store(stage, src.family.name)
+    for p, aid in zip(points, adapted.ids):
         ref = refs[p.signature]
         # A pure function of engine, weights and inputs: memoised, so a repeated build skips it.
-        fields = {"engine": ref.key, "weights": wid, "seed": cfg.seed, "n": len(xs)}
+        fields = {"engine": ref.key, "anchor": adapted.anchor["id"], "adaptation": aid, "seed": cfg.seed, "n": len(xs)}
         errors = cache.memo_json(
             "parity",
             f"{ref.backend}/{ref.device}",
             fields,
-            lambda p=p, wid=wid, ref=ref: check_point(src, p, ref, stage, wid, xs),
+            lambda p=p, aid=aid, ref=ref: check_point(src, p, ref, stage, store, aid, xs),
         )
         results.append(errors)
         worst = max(e["rel"] for e in errors.values())
@@ -362,10 +381,12 @@ def parity(
 
 
 @torch.no_grad()
-def check_point(src: Source, p: Point, engine: EngineRef, stage: Path, weights_id: str, xs: np.ndarray) -> dict:
-    """Engine with the point's weights bound vs the unfolded PyTorch tree model."""
+def check_point(
+    src: Source, p: Point, engine: EngineRef, stage: Path, store: WeightStore, aid: str, xs: np.ndarray
+) -> dict:
+    """Engine with the point's stored weights bound vs the unfolded PyTorch tree model."""
     refs = [o.numpy() for o in src.family.reference(src.models, torch.from_numpy(xs), p.spec, p.adaptation)]
-    weights = load_weights(stage / "weights" / f"{weights_id}.npz")
+    weights = store.weights(p.spec, store.adaptation(aid))
     # A fresh runner per point: one thread skips spinning up a thread pool each time.
     with get_runner(engine.backend)(stage / engine.path, weights, threads=1) as runner:
         outs = [runner.run(x[None]) for x in xs]
@@ -416,7 +437,7 @@ class Compiled:
     plan: Plan
     graphs: dict[str, Graph]
     refs: dict[str, EngineRef]
-    weight_ids: list[str]
+    adapted: Adapted
     parity: list[dict]
     hypernets: dict | None
 
@@ -438,8 +459,8 @@ def manifest(cfg: BuildConfig, src: Source, c: Compiled, build_info: dict) -> Ma
             (c.refs[sig],),
         )
     grid = tuple(
-        GridEntry(p.grid.name, p.grid.preference.r, p.grid.preference.c, p.signature, wid, par)
-        for p, wid, par in zip(c.plan.points, c.weight_ids, c.parity)
+        GridEntry(p.grid.name, p.grid.preference.r, p.grid.preference.c, p.signature, aid, par)
+        for p, aid, par in zip(c.plan.points, c.adapted.ids, c.parity)
     )
     spec = src.payload["input_spec"]
     # The checkpoint by identity, not by path: a moved bundle keeps working.
@@ -459,6 +480,7 @@ def manifest(cfg: BuildConfig, src: Source, c: Compiled, build_info: dict) -> Ma
         full_net={"params": c.plan.full[0], "flops": c.plan.full[1]},
         signatures=sigs,
         grid=grid,
+        anchor=c.adapted.anchor,
         hypernets=c.hypernets,
         build=build_info,
         family=src.family.name,
@@ -474,7 +496,7 @@ def report(out: Path, c: Compiled, cache: CompileCache, seconds: dict) -> BuildR
         out,
         len(c.plan.points),
         len(c.plan.specs),
-        len(set(c.weight_ids)),
+        len(set(c.adapted.ids)),
         cache.stats,
         rel([p / full[0] for p, _ in c.plan.costs.values()]),
         rel([f / full[1] for _, f in c.plan.costs.values()]),
@@ -579,18 +601,18 @@ def _compile(
     console: Console,
 ) -> Compiled:
     with _progress(console) as progress:
-        with timed("fold"):
-            weight_ids = fold(src, plan.points, stage, progress)
+        with timed("adapt"):
+            adapted = adapt(src, plan.points, stage, progress)
         with timed("export"):
             graphs = export(src, plan.specs, builder.graph_precision(cfg.precision), cache, stage, progress)
         with timed("engine"):
             refs = engines(src, graphs, builder, cfg, cache, stage, progress)
         with timed("parity"):
-            errors = parity(src, plan.points, weight_ids, refs, cfg, cache, stage, progress)
+            errors = parity(src, plan.points, adapted, refs, cfg, cache, stage, progress)
     with timed("samples"):
         samples(src, cache, stage)
     hypernets = None
     if cfg.hypernets:
         with timed("hypernets"):
             hypernets = export_hypernets(src.models, stage)
-    return Compiled(plan, graphs, refs, weight_ids, errors, hypernets)
+    return Compiled(plan, graphs, refs, adapted, errors, hypernets)

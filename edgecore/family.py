@@ -14,9 +14,10 @@ cost) lives in the trainer (`trainer.families`), named by `trainer_module`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from edgecore.errors import EdgeError
+from edgecore.fold import TreeAnchor
 from edgecore.tree import canonical_tree, tree_signature, used_nodes
 
 
@@ -27,10 +28,19 @@ class Family:
     signature: Callable[[Any], str]  # spec -> short hex digest: one graph and one engine per signature
     units_per_layer: Callable[[Any], tuple[int, ...]]  # what the spec computes per layer (manifest, reports)
     trainer_module: str  # the torch half: defines `FAMILY`, a trainer.families.ModelFamily
+    # (anchor arrays, the manifest's anchor plan) -> an object whose `weights(spec, adaptation)`
+    # returns a sub-network's folded weights by initializer name; ValueError if malformed
+    anchor: Callable[[Mapping[str, Any], Any], Any]
 
 
 FAMILIES: dict[str, Family] = {}
 DEFAULT_FAMILY = "dymu-tree"  # bundles and checkpoints written before families were recorded
+
+
+def _pairs(plan: Any) -> dict:
+    if not isinstance(plan, dict) or not isinstance(plan.get("pairs"), dict):
+        raise ValueError(f"a {DEFAULT_FAMILY} anchor plan is {{'pairs': {{module: [[conv, bn, eps], ...]}}}}")
+    return plan["pairs"]
 
 
 def register_family(family: Family) -> Family:
@@ -51,5 +61,6 @@ register_family(
         tree_signature,
         lambda tree: tuple(sum(row) for row in used_nodes(canonical_tree(tree))),
         "trainer.families",
+        lambda arrays, plan: TreeAnchor(arrays, _pairs(plan)),
     )
 )

@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from edgecore.tree import canonical_tree, head_prefix, node_prefix, used_nodes
+from edgecore.tree import canonical_tree, head_prefix, node_key, node_prefix, parse_node_key, used_nodes
 
 
 def fold_conv_bn(
@@ -102,3 +102,57 @@ def fold_tree(
     for j, (arrays, pairs) in enumerate(heads):
         out.update(fold_params(arrays, pairs, prefix=head_prefix(j)))
     return out
+
+
+def tree_adaptation(tree, deltas: Mapping[tuple[int, int], Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """A tree's adaptation as one flat array dict (a bundle's `deltas/<id>.npz`): the BN
+    deltas of its used nodes only, float32, keyed `n<l>_<i>/<bn>.weight|bias`."""
+    used = used_nodes(canonical_tree(tree))
+    return {
+        f"{node_key(l, i)}/{name}": np.asarray(arr, np.float32)
+        for (l, i), d in deltas.items()
+        if l < len(used) and i < len(used[l]) and used[l][i]
+        for name, arr in d.items()
+    }
+
+
+class TreeAnchor:
+    """The anchor net in numpy, as a bundle stores it once for every grid point:
+    each node's and head's raw arrays (`arrays`, keyed `<module>/<param>`, module
+    `n<l>_<i>` or `heads.<j>`) and its (conv, bn, eps) pairs (`pairs`, by
+    module). `weights(tree, adaptation)` folds any tree with its BN deltas: what
+    the compiler's parity check, the runtime's loads and exact mode all run."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], pairs: Mapping[str, Sequence]):
+        self.nodes: dict[tuple[int, int], NodeFold] = {}
+        heads: dict[int, NodeFold] = {}
+        by_module: dict[str, dict[str, np.ndarray]] = {}
+        for key, arr in arrays.items():
+            module, _, name = key.rpartition("/")
+            by_module.setdefault(module, {})[name] = arr
+        for module, module_pairs in pairs.items():
+            fold = (by_module.get(module, {}), [_pair(p, module) for p in module_pairs])
+            if module.startswith("heads."):
+                heads[int(module.removeprefix("heads."))] = fold
+            else:
+                self.nodes[parse_node_key(module)] = fold
+        if sorted(heads) != list(range(len(heads))):
+            raise ValueError(f"heads must be numbered 0..{len(heads) - 1}, found {sorted(heads)}")
+        self.heads = [heads[j] for j in range(len(heads))]
+
+    def weights(self, tree, adaptation: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        deltas: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+        for key, arr in (adaptation or {}).items():
+            module, _, name = key.rpartition("/")
+            deltas.setdefault(parse_node_key(module), {})[name] = arr
+        try:
+            return fold_tree(self.nodes, self.heads, tree, deltas)
+        except KeyError as exc:
+            raise ValueError(f"the anchor lacks {exc} for this tree") from None
+
+
+def _pair(p, module: str) -> tuple[str, str, float]:
+    ok = isinstance(p, (list, tuple)) and len(p) == 3 and all(isinstance(s, str) for s in p[:2])
+    if not ok or isinstance(p[2], bool) or not isinstance(p[2], (int, float)):
+        raise ValueError(f"{module}: a fold pair is [conv, bn, eps], found {p!r}")
+    return p[0], p[1], float(p[2])

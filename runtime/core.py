@@ -1,13 +1,18 @@
 """The runtime: a compiled bundle, one active sub-network, swaps between calls.
 
     rt = runtime.load("bundles/scenes3")           # backend="auto": TensorRT if usable, else ORT
-    rt.set_preference([0.6, 0.2, 0.2], c=0.5)      # nearest compiled grid point
+    rt.set_preference([0.6, 0.2, 0.2], c=0.5)      # nearest compiled grid point (blocks until active)
+    swap = rt.set_preference(r, c, wait=False)     # returns at once; loads on a background thread
+    outs = rt(frame)                               # runs on the current sub-network meanwhile
+    swap.wait()                                    # the selection, once it is active
     rt.set_budget(4.0)                             # most capable point within 4 ms (needs calibrate)
     outs = rt(frame)                               # {"semseg": (C, H, W), "depth": ..., ...}
 
 Thread safety: the active selection is one immutable record swapped under a
-lock; a call pins the record it starts with, so a swap from another thread
-takes effect at the next call and never closes an engine under a running one.
+lock; a call pins the record it starts with, so a swap (from a background load
+or another thread) takes effect at the next call and never closes an engine
+under a running one. Requests are numbered: a load that finishes after a newer
+request was made is kept warm but never installed (`Swap.state` "superseded").
 """
 
 from __future__ import annotations
@@ -15,25 +20,28 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from edgecore.arrays import arrays_id
 from edgecore.family import DEFAULT_FAMILY, get_family
 from edgecore.fileio import file_sha256
 from edgecore.paths import confine
 from edgecore.stats import percentiles
-from runtime.backends import Runner, available, get_runner, names
+from runtime.backends import Runner, available, backend, get_runner, names
 from runtime.errors import EdgeRuntimeError
 from runtime.exact import ExactResolver
 from runtime.latency import load_table
 from runtime.manifest import GridEntry, Manifest, load_manifest
+from runtime.memory import Growth
 from runtime.pool import PoolItem, WarmPool
 from runtime.prefs import validate_preference
 from runtime.preprocess import preprocess
 from runtime.resolve import Selection, nearest, r_distance, within_budget
-from runtime.weights import load_weights, npz_bytes, weights_id
+from runtime.weights import WeightStore, npz_bytes
 
 RECENT_CALLS = 10_000  # latency percentiles cover the last this-many calls
 
@@ -42,6 +50,34 @@ RECENT_CALLS = 10_000  # latency percentiles cover the last this-many calls
 class Active:
     selection: Selection
     item: PoolItem
+
+
+class Swap:
+    """A requested switch to `selection`. `wait()` blocks until it took effect (state
+    "active"), was overtaken by a newer request ("superseded") or failed (raises),
+    and returns the selection. `at_call`: how many calls had run when it took
+    effect (the next call is the first on the new sub-network)."""
+
+    def __init__(self, selection: Selection, why: str, adaptation: dict | None, generation: int, budget=None):
+        self.selection, self.why, self.adaptation, self.generation = selection, why, adaptation, generation
+        self.budget = budget  # the latency budget this swap installs (None: a preference swap)
+        self.state, self.error, self.at_call, self.ms, self.warm = "pending", None, None, None, None
+        self.t0 = time.perf_counter()
+        self._done = threading.Event()
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> Selection:
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"swap to {self.selection.entry.name!r} still loading after {timeout} s")
+        if self.error is not None:
+            raise self.error
+        return self.selection
+
+    def finish(self, state: str, error: BaseException | None = None) -> None:
+        self.state, self.error, self.ms = state, error, (time.perf_counter() - self.t0) * 1e3
+        self._done.set()
 
 
 def choose_backend(manifest: Manifest, backend: str) -> tuple[str, str]:
@@ -83,6 +119,7 @@ class Runtime:
         self.backend, self.backend_reason = choose_backend(self.manifest, backend)
         self.threads, self.latency_stat = threads, latency_stat
         self.pool = WarmPool(int(pool_mb * 2**20))
+        self.weights = WeightStore(self.bundle, self.manifest)
         self.task_names = [t.name for t in self.manifest.tasks]
         self._lock = threading.Lock()
         self._latency: dict[str, float] | None = None
@@ -95,23 +132,25 @@ class Runtime:
         self._active: Active | None = None
         self.last: Selection | None = None  # the selection whose engine ran the latest call
         self._resolver = None  # ExactResolver, created on the first exact request
+        self._generation = 0  # number of the latest swap request
+        self._loader = ThreadPoolExecutor(1, thread_name_prefix="edgemtl-swap")  # background swaps, in order
         first = self.manifest.grid[0]
         self._swap(Selection(first, 0.0, "first grid point"), "load")
 
     # -- resolution -------------------------------------------------------------------
-    def set_preference(self, r, c: float, exact: bool = False) -> Selection:
+    def set_preference(self, r, c: float, exact: bool = False, wait: bool = True) -> Selection | Swap:
         """Switches to the compiled grid point nearest to (r, c) (see runtime.resolve).
         `exact=True` evaluates the bundle's hypernets at (r, c) and, when that tree
         is compiled, binds freshly folded weights to its engine; otherwise it falls
-        back to the nearest grid point and says why in the selection's reason."""
-        sel, weights = self.resolve(r, c, exact)
-        sel = self._swap(sel, "preference", weights)
-        self.budget_ms = None  # only once the swap has happened: a failed swap changes nothing
-        return sel
+        back to the nearest grid point and says why in the selection's reason.
+        `wait=False` returns a `Swap` at once and loads on the background thread;
+        calls keep running on the current sub-network until the new one is ready."""
+        sel, adaptation = self.resolve(r, c, exact)
+        return self._request(sel, "preference", adaptation, wait, budget=None)
 
     def resolve(self, r, c: float, exact: bool = False) -> tuple[Selection, dict | None]:
         """What `set_preference(r, c, exact)` would select, without switching: the
-        selection and, in exact mode, its freshly folded weights (else None)."""
+        selection and, in exact mode, its adaptation arrays from the hypernets (else None)."""
         pref = validate_preference(r, c, len(self.task_names))
         sel = nearest(self.manifest, pref.r, pref.c)
         if exact and sel.distance > 1e-9:
@@ -130,27 +169,25 @@ class Runtime:
             return replace(fallback, reason=fallback.reason + "; exact mode unavailable: bundle has no hypernets"), None
         if self._resolver is None:
             self._resolver = ExactResolver(self.bundle, self.manifest.hypernets)
-        tree, deltas = self._resolver(pref.r, pref.c)
+        tree, adaptation = self._resolver(pref.r, pref.c)
         sig = get_family(self.manifest.family).signature(tree)
         if sig not in self.manifest.signatures:
             return replace(
                 fallback, reason=fallback.reason + f"; exact tree {sig} is not compiled in this bundle"
             ), None
-        weights = self._resolver.weights(tree, deltas)
         name = "exact r=" + ",".join(f"{v:.4g}" for v in pref.r) + f";c={pref.c:.4g}"
-        entry = GridEntry(name, pref.r, pref.c, sig, weights_id(weights))
-        return Selection(entry, 0.0, "exact: hypernets + numpy BN folding"), weights
+        entry = GridEntry(name, pref.r, pref.c, sig, arrays_id(adaptation))
+        return Selection(entry, 0.0, "exact: hypernets + numpy BN folding"), adaptation
 
-    def set_budget(self, latency_ms: float, r=None) -> Selection:
+    def set_budget(self, latency_ms: float, r=None, wait: bool = True) -> Selection | Swap:
         """Most capable point whose calibrated latency on this device fits `latency_ms`,
         for task weights `r` (default: the current point's). If nothing fits, the
-        fastest point is chosen and `selection.fits` is False."""
+        fastest point is chosen and `selection.fits` is False. `wait` as in set_preference."""
         if not isinstance(latency_ms, (int, float)) or not np.isfinite(latency_ms) or latency_ms <= 0:
             raise EdgeRuntimeError(f"budget must be a positive number of milliseconds, found {latency_ms!r}")
         r = self.current.entry.r if r is None else validate_preference(r, 0.0, len(self.task_names)).r
-        sel = self._swap(within_budget(self.manifest, self.latency_table(), float(latency_ms), r), "budget")
-        self.budget_ms = float(latency_ms)
-        return sel
+        sel = within_budget(self.manifest, self.latency_table(), float(latency_ms), r)
+        return self._request(sel, "budget", None, wait, budget=float(latency_ms))
 
     def latency_table(self) -> dict[str, float]:
         """{signature: ms} of this machine's calibrated table (statistic `latency_stat`)."""
@@ -165,47 +202,101 @@ class Runtime:
         )
 
     # -- swapping ---------------------------------------------------------------------
-    def open_runner(self, entry: GridEntry, weights: dict | None = None) -> Runner:
+    def open_runner(self, entry: GridEntry, adaptation: dict | None = None) -> Runner:
         """A fresh, activated runner for `entry` on this runtime's backend, outside the
         warm pool (calibration, benchmarks); the caller closes it."""
-        return self._load(entry, weights)[0]
+        return self._load(entry, adaptation)[0]
 
-    def _load(self, entry: GridEntry, weights: dict | None = None) -> tuple[Runner, int]:
-        sig = self.manifest.signatures[entry.signature]
+    def engine_path(self, signature: str) -> Path:
+        """The verified engine file of `signature` for this runtime's backend."""
+        sig = self.manifest.signatures[signature]
         ref = next((e for e in sig.engines if e.backend == self.backend), None)
         if ref is None:
-            raise EdgeRuntimeError(f"signature {entry.signature} has no {self.backend} engine in this bundle")
-        path = confine(self.bundle, ref.path, f"engine of signature {entry.signature}", EdgeRuntimeError)
+            raise EdgeRuntimeError(f"signature {signature} has no {self.backend} engine in this bundle")
+        path = confine(self.bundle, ref.path, f"engine of signature {signature}", EdgeRuntimeError)
         if not path.is_file():
             raise EdgeRuntimeError(f"engine {path} is missing: the bundle is incomplete, rebuild it")
         if file_sha256(path) != ref.sha256:
             raise EdgeRuntimeError(f"engine {path} is corrupt (sha256 differs from the manifest): rebuild the bundle")
-        if weights is None:
-            weights = load_weights(confine(self.bundle, f"weights/{entry.weights}.npz", "weights", EdgeRuntimeError))
-        runner = get_runner(self.backend)(path, weights, threads=self.threads).activate()
-        return runner, path.stat().st_size + npz_bytes(weights)
+        return path
 
-    def _swap(self, sel: Selection, why: str, weights: dict | None = None) -> Selection:
-        t0 = time.perf_counter()
-        key = (sel.entry.signature, sel.entry.weights)
-        item, warm = self.pool.get(key, lambda: self._load(sel.entry, weights))  # raises before anything changes
+    def _weights(self, entry: GridEntry, adaptation: dict | None) -> dict:
+        if adaptation is None:
+            return self.weights.entry_weights(entry)
+        return self.weights.weights(self.manifest.signatures[entry.signature].tree, adaptation)
+
+    def _load(self, entry: GridEntry, adaptation: dict | None = None) -> tuple[Runner, int]:
+        """(activated runner, the resident memory it added): folding + engine load + binding."""
+        with Growth() as grown:
+            path = self.engine_path(entry.signature)
+            weights = self._weights(entry, adaptation)
+            runner = get_runner(self.backend)(path, weights, threads=self.threads).activate()
+        return runner, max(grown.bytes or 0, npz_bytes(weights))
+
+    def _pooled(self, entry: GridEntry, adaptation: dict | None) -> tuple[PoolItem, bool]:
+        """(warm pool item for `entry`, was warm); rebinds an idle runner of the same
+        signature in place where the backend makes that cheap (TensorRT refit)."""
+        key = (entry.signature, entry.adaptation)
+        if backend(self.backend).rebinds_in_place:
+            idle = self.pool.take_idle(lambda k: k[0] == entry.signature and k != key)
+            if idle is not None:
+                try:
+                    idle.runner.bind(self._weights(entry, adaptation))
+                except Exception:
+                    idle.runner.close()
+                    raise
+                return self.pool.put(key, idle), False
+        return self.pool.get(key, lambda: self._load(entry, adaptation))
+
+    def _request(self, sel: Selection, why: str, adaptation: dict | None, wait: bool, budget) -> Selection | Swap:
         with self._lock:
+            self._generation += 1
+            swap = Swap(sel, why, adaptation, self._generation, budget)
+        if wait:
+            self._prepare(swap)
+            return swap.wait()
+        self._loader.submit(self._prepare, swap)
+        return swap
+
+    def _swap(self, sel: Selection, why: str, adaptation: dict | None = None) -> Selection:
+        """Blocking switch on the caller's thread (the first load, and wait=True)."""
+        return self._request(sel, why, adaptation, True, self.budget_ms)
+
+    def _prepare(self, swap: Swap) -> None:
+        """Loads (or finds warm) the swap's sub-network, then installs it unless a newer
+        request came meanwhile. Never raises: the outcome is recorded on the swap."""
+        if swap.generation != self._generation:  # overtaken while queued: skip the load
+            swap.finish("superseded")
+            return
+        try:
+            item, swap.warm = self._pooled(swap.selection.entry, swap.adaptation)
+        except Exception as exc:  # noqa: BLE001 - reported to whoever waits on the swap
+            swap.finish("failed", exc)
+            return
+        swap.finish("active" if self._install(swap, item) else "superseded")
+
+    def _install(self, swap: Swap, item: PoolItem) -> bool:
+        sel = swap.selection
+        with self._lock:
+            if swap.generation != self._generation:
+                return False
             self.pool.pin(item)  # the active runner is never closed by eviction, only once replaced
             old, self._active = self._active, Active(sel, item)
+            self.budget_ms, swap.at_call = swap.budget, self.calls
+            if old is None or old.item is not item or old.selection.entry != sel.entry:
+                self.swaps.append(
+                    {
+                        "why": swap.why,
+                        "to": sel.entry.name,
+                        "signature": sel.entry.signature,
+                        "warm": swap.warm,
+                        "ms": (time.perf_counter() - swap.t0) * 1e3,
+                        "at_call": self.calls,
+                    }
+                )
         if old is not None:
             self.pool.unpin(old.item)
-        if old is None or old.item is not item or old.selection.entry != sel.entry:
-            self.swaps.append(
-                {
-                    "why": why,
-                    "to": sel.entry.name,
-                    "signature": sel.entry.signature,
-                    "warm": warm,
-                    "ms": (time.perf_counter() - t0) * 1e3,
-                    "at_call": self.calls,
-                }
-            )
-        return sel
+        return True
 
     def prewarm(self, which: str | list[GridEntry] = "all", k: int = 4) -> int:
         """Loads engines into the pool until its memory budget is reached: every grid
@@ -223,7 +314,7 @@ class Runtime:
         for e in entries:
             if self.pool.nbytes >= self.pool.budget:
                 break
-            self.pool.get((e.signature, e.weights), lambda e=e: self._load(e))
+            self.pool.get((e.signature, e.adaptation), lambda e=e: self._load(e))
         return len(self.pool.items)
 
     @property
@@ -281,6 +372,9 @@ class Runtime:
         }
 
     def close(self) -> None:
+        with self._lock:
+            self._generation += 1  # queued swaps are superseded, not loaded
+        self._loader.shutdown(wait=True)
         self.pool.close()
 
     def __enter__(self):

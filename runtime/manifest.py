@@ -20,7 +20,9 @@ from runtime.errors import EdgeRuntimeError
 from runtime.prefs import validate_preference
 
 FORMAT = "edgemtl.bundle"
-FORMAT_VERSION = 1  # bump on any incompatible change; readers refuse other versions
+FORMAT_VERSION = 2  # bump on any incompatible change; readers refuse other versions
+# 2 (compiler 0.2.0): the anchor's weights stored once, per grid point only its adaptation
+FIRST_COMPILER = {1: "0.1.0", 2: "0.2.0"}  # the compiler release that first wrote each version
 MAX_MANIFEST_BYTES = 64 << 20  # a 10^5-point grid is ~50 MB; anything larger is not ours
 MAX_SIDE = 16384  # input channels / pixels per side
 
@@ -76,7 +78,7 @@ class GridEntry:
     r: tuple[float, ...]
     c: float
     signature: str
-    weights: str  # weights id: weights/<id>.npz
+    adaptation: str  # adaptation id: deltas/<id>.npz, folded into the anchor at load
     parity: dict = field(default_factory=dict)  # task -> {"max_abs", "rel"}
 
 
@@ -88,7 +90,8 @@ class Manifest:
     full_net: dict  # params, flops of the anchor net with every stream computed
     signatures: dict[str, SignatureInfo]
     grid: tuple[GridEntry, ...]
-    hypernets: dict | None = None  # {"graph", "plan", "anchor"} paths, for exact mode
+    anchor: dict  # {"id": anchor/<id>.npz, "plan": the family's fold plan}
+    hypernets: dict | None = None  # {"graph", "plan"} paths, for exact mode
     build: dict = field(default_factory=dict)
     family: str = DEFAULT_FAMILY  # edgecore.family name: how to read the specs
     format: str = FORMAT
@@ -170,7 +173,7 @@ def _entry(d: dict, where: str, n_tasks: int, signatures: dict) -> GridEntry:
         pref.r,
         pref.c,
         sig,
-        check_id(_get(d, "weights", str, where), "hex16", f"manifest: {where}.weights", EdgeRuntimeError),
+        check_id(_get(d, "adaptation", str, where), "hex16", f"manifest: {where}.adaptation", EdgeRuntimeError),
         _get(d, "parity", dict, where),
     )
 
@@ -180,10 +183,17 @@ def manifest_from_dict(d: Any) -> Manifest:
     if not isinstance(d, dict) or d.get("format") != FORMAT:
         found = d.get("format") if isinstance(d, dict) else type(d).__name__
         raise EdgeRuntimeError(f"not a bundle manifest: expected format {FORMAT!r}, found {found!r}")
-    if d.get("format_version") != FORMAT_VERSION:
+    version = d.get("format_version")
+    if version != FORMAT_VERSION:
+        older = isinstance(version, int) and version < FORMAT_VERSION
         raise EdgeRuntimeError(
-            f"bundle format version {d.get('format_version')!r} is not supported: this runtime "
-            f"reads version {FORMAT_VERSION} (rebuild the bundle with a matching compiler)"
+            f"bundle format version {version!r} is not supported: this runtime reads version "
+            f"{FORMAT_VERSION}; "
+            + (
+                f"rebuild the bundle with compiler >= {FIRST_COMPILER[FORMAT_VERSION]} (`compiler build`)"
+                if older
+                else "update the runtime to the compiler's release that built it"
+            )
         )
     tasks = tuple(
         TaskInfo(
@@ -209,6 +219,7 @@ def manifest_from_dict(d: Any) -> Manifest:
         full_net=_get(d, "full_net", dict, ""),
         signatures=sigs,
         grid=grid,
+        anchor=_anchor(_get(d, "anchor", dict, "")),
         hypernets=_hypernets(d.get("hypernets")),
         build=d.get("build", {}),
         family=family.name,
@@ -248,10 +259,16 @@ def _input_spec(inp: dict) -> InputSpec:
     return InputSpec(tuple(raw_shape), order, scale, tuple(mean), tuple(std))
 
 
+def _anchor(a: dict) -> dict:
+    check_id(_get(a, "id", str, "anchor"), "hex16", "manifest: anchor.id", EdgeRuntimeError)
+    _get(a, "plan", dict, "anchor")  # the family checks its content when it folds
+    return a
+
+
 def _hypernets(h) -> dict | None:
     if h is None:
         return None
-    for key in ("graph", "plan", "anchor"):
+    for key in ("graph", "plan"):
         check_relative(_get(h, key, str, "hypernets"), f"manifest: hypernets.{key}", EdgeRuntimeError)
     return h
 

@@ -1,4 +1,4 @@
-"""Bounded warm pool of activated runners (LRU with a memory budget).
+"""Bounded warm pool of activated runners (LRU with a budget of resident bytes).
 
 A swap to a pooled runner is a pointer swap; a miss loads the engine from the
 bundle and binds its weights (a cold swap). Runners pinned by a call in flight
@@ -35,8 +35,9 @@ class WarmPool:
         return sum(i.nbytes for i in self.items.values())
 
     def get(self, key: Hashable, load: Callable[[], tuple[Runner, int]]) -> tuple[PoolItem, bool]:
-        """(item, was warm). `load` returns an activated runner and its memory estimate;
-        it runs outside the lock, so a cold load does not stall calls on warm engines."""
+        """(item, was warm). `load` returns an activated runner and the resident memory
+        it added (runtime.memory); it runs outside the lock, so a cold load does not
+        stall calls on warm engines."""
         with self.lock:
             if key in self.items:
                 self.items.move_to_end(key)
@@ -49,6 +50,26 @@ class WarmPool:
                 return self.items[key], True
             self.misses += 1
             item = self.items[key] = PoolItem(runner, nbytes)
+            self._evict(keep=key)
+            return item, False
+
+    def take_idle(self, match: Callable[[Hashable], bool]) -> PoolItem | None:
+        """Removes and returns the least recently used unpinned item whose key matches
+        (to rebind its runner in place), or None."""
+        with self.lock:
+            for key, item in self.items.items():
+                if item.pins == 0 and match(key):
+                    return self.items.pop(key)
+        return None
+
+    def put(self, key: Hashable, item: PoolItem) -> tuple[PoolItem, bool]:
+        """Adds an item taken with `take_idle` back under its new key; (item, False)."""
+        with self.lock:
+            if key in self.items:  # loaded meanwhile by someone else: keep theirs
+                item.runner.close()
+                return self.items[key], True
+            self.misses += 1
+            self.items[key] = item
             self._evict(keep=key)
             return item, False
 

@@ -1,64 +1,71 @@
-"""Folded weight sets (`weights/<id>.npz`): one per distinct (tree, BN deltas).
+"""A bundle's weights (format 2): the anchor stored once, per grid point only its
+adaptation, folded into a sub-network's weight set when it is loaded.
 
-The id is the content hash of the arrays (names, dtypes, shapes, bytes), so two
-grid points whose hypernet outputs fold to identical weights share one file,
-and a file whose content no longer matches its name is detected on load.
+    anchor/<id>.npz    every node's and head's raw arrays (BN unfolded), shared by all points
+    deltas/<id>.npz    one point's adaptation: the BN deltas of its tree's used nodes (KBs)
+
+Both are content-addressed (`edgecore.arrays`): a file whose content does not
+hash to its name is rejected. Folding runs in numpy through the family's
+`anchor(...).weights(spec, adaptation)`, the one implementation the compiler's
+parity check also uses, so what was verified at build time is what runs.
 """
 
 from __future__ import annotations
 
-import hashlib
-import zipfile
+import threading
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
-from edgecore.fileio import atomic_write
+from edgecore.arrays import arrays_id, load_arrays, nbytes
+from edgecore.family import get_family
+from edgecore.paths import confine
 from runtime.errors import EdgeRuntimeError
 
-
-def weights_id(weights: Mapping[str, np.ndarray], length: int = 16) -> str:
-    """Content hash of a weight set, independent of dict order."""
-    h = hashlib.sha256()
-    for name in sorted(weights):
-        arr = np.ascontiguousarray(weights[name])
-        h.update(f"{name}:{arr.dtype.str}:{arr.shape};".encode())
-        h.update(arr.tobytes())
-    return h.hexdigest()[:length]
+ANCHOR_DIR, DELTAS_DIR = "anchor", "deltas"
 
 
-def save_weights(weights: Mapping[str, np.ndarray], directory: str | Path) -> str:
-    """Writes `<directory>/<id>.npz` atomically (skipped if present); returns the id."""
-    wid = weights_id(weights)
-    path = Path(directory) / f"{wid}.npz"
-    if not path.exists():
-        atomic_write(path, lambda f: np.savez(f, **{k: np.ascontiguousarray(v) for k, v in weights.items()}))
-    return wid
+class WeightStore:
+    """Folds grid points' weights from a bundle; the anchor is read (and verified) once."""
 
+    def __init__(self, bundle: str | Path, manifest):
+        self.bundle, self.manifest = Path(bundle), manifest
+        self._anchor = None
+        self._lock = threading.Lock()  # background loads and the caller may both ask first
 
-def load_weights(path: str | Path, verify: bool = True) -> dict[str, np.ndarray]:
-    """Reads a weight set; with `verify`, its content must hash to its file name."""
-    path = Path(path)
-    if not path.is_file():
-        raise EdgeRuntimeError(f"weights file {path} is missing")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            weights = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise EdgeRuntimeError(
-            f"weights file {path} is corrupt or not an npz file ({exc.__class__.__name__})"
-        ) from None
-    if verify and weights_id(weights) != path.stem:
-        raise EdgeRuntimeError(
-            f"weights file {path} is corrupt: its content hashes to {weights_id(weights)}, expected {path.stem}"
-        )
-    return weights
+    def anchor(self):
+        with self._lock:
+            if self._anchor is None:
+                ref = self.manifest.anchor
+                arrays = self._read(f"{ANCHOR_DIR}/{ref['id']}.npz", "anchor")
+                try:
+                    self._anchor = get_family(self.manifest.family).anchor(arrays, ref["plan"])
+                except (ValueError, TypeError) as exc:
+                    raise EdgeRuntimeError(f"bundle anchor plan is malformed: {exc}") from None
+            return self._anchor
+
+    def adaptation(self, adaptation_id: str) -> dict[str, np.ndarray]:
+        return self._read(f"{DELTAS_DIR}/{adaptation_id}.npz", "adaptation")
+
+    def weights(self, spec, adaptation: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The folded weight set of sub-network `spec` with `adaptation`, by initializer name."""
+        try:
+            return self.anchor().weights(spec, adaptation)
+        except (ValueError, TypeError) as exc:
+            raise EdgeRuntimeError(f"bundle weights do not fit signature spec {spec}: {exc}") from None
+
+    def entry_weights(self, entry) -> dict[str, np.ndarray]:
+        """The folded weight set of grid entry `entry`."""
+        return self.weights(self.manifest.signatures[entry.signature].tree, self.adaptation(entry.adaptation))
+
+    def _read(self, rel: str, what: str) -> dict[str, np.ndarray]:
+        return load_arrays(confine(self.bundle, rel, what, EdgeRuntimeError), error=EdgeRuntimeError)
 
 
 def npz_bytes(weights: Mapping[str, np.ndarray]) -> int:
-    """Total array bytes of a weight set (what binding it costs in memory)."""
-    return int(sum(np.asarray(v).nbytes for v in weights.values()))
+    """Total array bytes of a weight set (what binding it costs at least)."""
+    return nbytes(weights)
 
 
-__all__ = ["load_weights", "npz_bytes", "save_weights", "weights_id"]
+__all__ = ["ANCHOR_DIR", "DELTAS_DIR", "WeightStore", "arrays_id", "npz_bytes"]

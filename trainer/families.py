@@ -4,7 +4,9 @@ needs from a trained model to compile one sub-network spec.
     fam = model_family("dymu-tree")
     spec, adaptation = fam.derive(models, r, c)      # argmax tree + BN deltas
     module = fam.subnet(models, spec)                # standalone, BN folded (exportable)
-    weights = fam.folder(models)(spec, adaptation)   # the same weights in numpy, by initializer name
+    arrays, plan = fam.anchor_arrays(models)         # the anchor, stored once per bundle
+    delta = fam.adaptation_arrays(spec, adaptation)  # per point: what differs (a few KB)
+    weights = fam.info.anchor(arrays, plan).weights(spec, delta)  # folded, by initializer name
     params, flops = fam.cost(models, spec, size)
     outs = fam.reference(models, x, spec, adaptation)  # unfolded PyTorch forward (parity)
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +23,8 @@ from torch import nn
 
 from edgecore.errors import EdgeError
 from edgecore.family import DEFAULT_FAMILY, Family, get_family
-from edgecore.tree import canonical_tree, identity_tree
+from edgecore.fold import tree_adaptation
+from edgecore.tree import canonical_tree, identity_tree, node_key
 from trainer.cost import tree_cost
 from trainer.errors import TrainerError
 from trainer.models.subnet import TreeFolder
@@ -44,7 +47,10 @@ class ModelFamily(ABC):
     def subnet(self, models, spec, adaptation=None) -> nn.Module: ...
 
     @abstractmethod
-    def folder(self, models) -> Callable[[Any, Any], dict[str, np.ndarray]]: ...
+    def anchor_arrays(self, models) -> tuple[dict[str, np.ndarray], dict]: ...
+
+    @abstractmethod
+    def adaptation_arrays(self, spec, adaptation) -> dict[str, np.ndarray]: ...
 
     @abstractmethod
     def cost(self, models, spec, size: int) -> tuple[int, float]: ...
@@ -69,8 +75,17 @@ class DymuTree(ModelFamily):
     def subnet(self, models, spec, adaptation=None):
         return models.anchor.subnet(spec, adaptation)
 
-    def folder(self, models):
-        return TreeFolder(models.anchor).weights
+    def anchor_arrays(self, models):
+        """Every node's and head's raw arrays (`<module>/<param>`) and the plan that folds them."""
+        folder = TreeFolder(models.anchor)
+        modules = {node_key(l, i): fold for (l, i), fold in folder.nodes.items()}
+        modules.update({f"heads.{j}": fold for j, fold in enumerate(folder.heads)})
+        arrays = {f"{m}/{k}": v for m, (arr, _) in modules.items() for k, v in arr.items()}
+        return arrays, {"pairs": {m: [list(p) for p in pairs] for m, (_, pairs) in modules.items()}}
+
+    def adaptation_arrays(self, spec, adaptation):
+        deltas = {node: {k: v.detach().cpu().numpy() for k, v in d.items()} for node, d in (adaptation or {}).items()}
+        return tree_adaptation(spec, deltas)
 
     def cost(self, models, spec, size):
         return tree_cost(models.anchor, spec, size)

@@ -28,6 +28,11 @@ class Backend:
     device_kinds: tuple[str, ...]  # "cpu", "cuda": what it runs on
     priority: int  # runtime "auto": usable backends with engines in the bundle, highest first
     suffix: str  # engine file suffix in caches and bundles
+    # A new weight set on a loaded engine is cheap (TensorRT: refit in place), so the
+    # runtime rebinds an idle warm runner of the same signature instead of loading
+    # another engine. ONNX Runtime has no in-place rebind (a weight set is bound at
+    # session creation), so it keeps one session per weight set.
+    rebinds_in_place: bool = False
 
 
 BACKENDS: dict[str, Backend] = {}
@@ -39,7 +44,7 @@ def register(backend: Backend) -> Backend:
     return backend
 
 
-register(Backend("tensorrt", "runtime.backends.tensorrt", ("fp32", "fp16"), ("cuda",), 20, ".plan"))
+register(Backend("tensorrt", "runtime.backends.tensorrt", ("fp32", "fp16"), ("cuda",), 20, ".plan", True))
 register(Backend("onnxruntime", "runtime.backends.onnxruntime", ("fp32",), ("cpu",), 10, ".onnx"))
 
 

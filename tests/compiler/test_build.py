@@ -12,8 +12,8 @@ import pytest
 from compiler.build import BuildConfig, build
 from compiler.errors import ParityError
 from compiler.grid import GRID_DIR
+from edgecore.fold import TreeAnchor
 from runtime.manifest import load_manifest
-from trainer.models.subnet import TreeFolder
 
 GRID = str(GRID_DIR / "scenes3-21.json")
 
@@ -90,23 +90,44 @@ def test_two_processes_on_one_cache_both_succeed_and_build_each_entry_once(tiny_
 
 
 def test_wrong_folding_fails_parity_and_publishes_nothing(tiny_run, tmp_path, monkeypatch):
-    real = TreeFolder.weights
+    real = TreeAnchor.weights
 
-    def off_by_a_bit(self, tree, deltas=None):
-        w = real(self, tree, deltas)
+    def off_by_a_bit(self, tree, adaptation=None):
+        w = real(self, tree, adaptation)
         name = next(k for k in w if k.endswith("conv1.0.bias"))
         w[name] = w[name] + np.float32(0.05)  # a folding bug of 5% of a typical bias
         return w
 
-    monkeypatch.setattr(TreeFolder, "weights", off_by_a_bit)
+    monkeypatch.setattr(TreeAnchor, "weights", off_by_a_bit)
     with pytest.raises(ParityError, match="exceed the parity tolerance"):
         build(_cfg(tiny_run, tmp_path / "b", tmp_path / "cache"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
 
 
+def test_one_corrupt_delta_fails_the_build(tiny_run, tmp_path, monkeypatch):
+    """Parity checks every grid point's stored adaptation, not just one per signature:
+    one wrong delta among 21 points fails the build."""
+    from trainer.families import DymuTree
+
+    real, calls = DymuTree.adaptation_arrays, []
+
+    def one_wrong(self, spec, adaptation):
+        arrays = real(self, spec, adaptation)
+        calls.append(1)
+        if len(calls) == 7:  # the 7th grid point only
+            key = next(k for k in sorted(arrays) if k.endswith(".bias"))
+            arrays[key] = arrays[key] + np.float32(0.5)
+        return arrays
+
+    monkeypatch.setattr(DymuTree, "adaptation_arrays", one_wrong)
+    with pytest.raises(ParityError, match="1 of 21 grid points exceed"):
+        build(_cfg(tiny_run, tmp_path / "b", tmp_path / "cache"))
+    assert not (tmp_path / "b").exists()
+
+
 def test_manifest_records_stages_and_device(tiny_bundle):
     raw = json.loads((tiny_bundle[0] / "manifest.json").read_text())
-    assert {"load", "derive", "fold", "export", "engine", "parity", "total"} <= set(raw["build"]["stages"])
+    assert {"load", "derive", "adapt", "export", "engine", "parity", "total"} <= set(raw["build"]["stages"])
     assert raw["build"]["device"]["device"].startswith("cpu-")
 
 
@@ -152,6 +173,6 @@ def test_a_killed_builds_staging_folder_is_removed_by_the_next_build(tmp_path):
     live = tmp_path / f".b.partial-{os.getpid()}"
     other = tmp_path / ".c.partial-1"
     for d in (stale, live, other):
-        (d / "weights").mkdir(parents=True)
+        (d / "deltas").mkdir(parents=True)
     assert remove_stale_staging(out) == [stale]
     assert not stale.exists() and live.exists() and other.exists()

@@ -11,7 +11,7 @@ import runtime
 from runtime.backends import get_runner
 from runtime.errors import EdgeRuntimeError
 from runtime.resolve import nearest, r_distance, within_budget
-from runtime.weights import load_weights
+from runtime.weights import WeightStore
 from tests.conftest import write_latency
 
 
@@ -21,7 +21,7 @@ def _x(seed=0, shape=(3, 16, 16)):
 
 def _reference(bundle, manifest, entry, x):
     sig = manifest.signatures[entry.signature]
-    weights = load_weights(bundle / "weights" / f"{entry.weights}.npz")
+    weights = WeightStore(bundle, manifest).entry_weights(entry)
     with get_runner("onnxruntime")(bundle / sig.engines[0].path, weights) as r:
         return r.run(x)
 
@@ -263,7 +263,7 @@ def test_prewarm_neighbours_makes_the_next_swap_hot(bundle):
         active = rt.current
         others = [e for e in rt.manifest.grid if e != active.entry][:3]
         rt.prewarm(others)  # loading the third evicts the least recent: the active one
-        assert (active.entry.signature, active.entry.weights) not in rt.pool.items
+        assert (active.entry.signature, active.entry.adaptation) not in rt.pool.items
         assert rt.current is active and rt.run(_x())  # evicted from the pool, still runnable
         rt.set_preference(list(others[0].r), others[0].c)
         assert rt.run(_x()) and rt.stats()["pool"]["evictions"] > 0

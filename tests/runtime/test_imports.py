@@ -17,12 +17,12 @@ import numpy as np
 w, b = fold_conv_bn(np.ones((1, 1, 1, 1)), None, np.ones(1), np.zeros(1), np.zeros(1), np.ones(1), 0.0)
 from runtime.backends import get_runner
 from runtime.manifest import load_manifest
-from runtime.weights import load_weights
+from runtime.weights import WeightStore
 bundle = sys.argv[1]
 m = load_manifest(bundle)
 e = m.grid[0]
 with get_runner("onnxruntime")(f"{bundle}/{m.signatures[e.signature].engines[0].path}",
-                               load_weights(f"{bundle}/weights/{e.weights}.npz")) as runner:
+                               WeightStore(bundle, m).entry_weights(e)) as runner:
     outs = runner.run(np.zeros((1, *m.input.shape), np.float32))
 assert "torch" not in sys.modules and "onnx" not in sys.modules
 print(tree_signature([[0, 0], [0, 1]]), float(w.ravel()[0]), len(outs))

@@ -16,7 +16,7 @@ def test_compiled_manifest_roundtrips(tiny_bundle):
     assert m.input.shape == (3, 16, 16)
     for e in m.grid:
         sig = m.signatures[e.signature]
-        assert (bundle / sig.graph).is_file() and (bundle / "weights" / f"{e.weights}.npz").is_file()
+        assert (bundle / sig.graph).is_file() and (bundle / "deltas" / f"{e.adaptation}.npz").is_file()
         assert all((bundle / ref.path).is_file() for ref in sig.engines)
         assert set(e.parity) == {"semseg", "depth", "normals"}
         assert math.isclose(sum(e.r), 1.0)
@@ -34,7 +34,7 @@ def _engine0(d: dict) -> dict:
 @pytest.mark.parametrize(
     "edit, match",
     [
-        (lambda d: d.update(format_version=FORMAT_VERSION + 1), "version 2 is not supported"),
+        (lambda d: d.update(format_version=FORMAT_VERSION + 1), "version 3 is not supported: .*update the runtime"),
         (lambda d: d.update(format="something.else"), "not a bundle manifest"),
         (lambda d: d.pop("tasks"), "lacks 'tasks'"),
         (lambda d: d["grid"][0].update(signature="feedbeef"), "not among the bundle's signatures"),
@@ -46,9 +46,9 @@ def _engine0(d: dict) -> dict:
         (lambda d: _engine0(d).update(path="../../etc/passwd"), r"engines\[0\].path: expected a relative path"),
         (lambda d: _engine0(d).update(path="/etc/passwd"), r"engines\[0\].path: expected a relative path"),
         (lambda d: _engine0(d).update(device="../../x"), r"engines\[0\].device: expected name"),
-        (lambda d: d["grid"][0].update(weights="../../../etc/x"), r"grid\[0\].weights: expected hex16"),
+        (lambda d: d["grid"][0].update(adaptation="../../../etc/x"), r"grid\[0\].adaptation: expected hex16"),
         (
-            lambda d: d.update(hypernets={"graph": "/tmp/h.onnx", "plan": "p", "anchor": "a"}),
+            lambda d: d.update(hypernets={"graph": "/tmp/h.onnx", "plan": "p"}),
             "hypernets.graph: expected",
         ),
         (lambda d: next(iter(d["signatures"].values())).update(tree=[[0, 9]]), "is not a dymu-tree spec"),

@@ -1,36 +1,77 @@
+"""Bundle format 2: the anchor stored once, per point its adaptation, folded at load."""
+
+import json
+import shutil
+
 import numpy as np
 import pytest
 
+import runtime
 from runtime.errors import EdgeRuntimeError
-from runtime.weights import load_weights, save_weights, weights_id
+from runtime.manifest import load_manifest
+from runtime.weights import DELTAS_DIR, WeightStore
 
 
-def _weights(seed=0):
-    rng = np.random.default_rng(seed)
-    return {"a.weight": rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "a.bias": np.zeros(4, np.float32)}
+@pytest.fixture
+def copy(tiny_bundle, tmp_path):
+    dst = tmp_path / "moved" / "b"
+    shutil.copytree(tiny_bundle[0], dst)
+    return dst
 
 
-def test_id_is_content_not_order_and_roundtrips(tmp_path):
-    w = _weights()
-    assert weights_id(w) == weights_id(dict(reversed(list(w.items()))))
-    assert weights_id(w) != weights_id(_weights(1))
-    # Same bytes under another name or shape is another weight set.
-    assert weights_id(w) != weights_id({"b.weight": w["a.weight"], "a.bias": w["a.bias"]})
-    wid = save_weights(w, tmp_path)
-    back = load_weights(tmp_path / f"{wid}.npz")
-    assert set(back) == set(w) and all(np.array_equal(back[k], w[k]) for k in w)
-    assert save_weights(w, tmp_path) == wid and len(list(tmp_path.iterdir())) == 1
+def test_the_anchor_is_stored_once_and_each_point_only_its_deltas(tiny_bundle):
+    bundle = tiny_bundle[0]
+    m = load_manifest(bundle)
+    anchor = bundle / "anchor" / f"{m.anchor['id']}.npz"
+    deltas = sorted((bundle / DELTAS_DIR).iterdir())
+    assert anchor.is_file() and len(list((bundle / "anchor").iterdir())) == 1
+    assert len(deltas) == len({e.adaptation for e in m.grid})
+    # A point's file is its used nodes' BN deltas: a small fraction of the anchor.
+    assert max(p.stat().st_size for p in deltas) < anchor.stat().st_size / 4
+    assert not (bundle / "weights").exists()
 
 
-def test_corrupt_or_renamed_weights_are_refused(tmp_path):
-    wid = save_weights(_weights(), tmp_path)
-    path = tmp_path / f"{wid}.npz"
-    other = tmp_path / "0123456789abcdef.npz"
-    other.write_bytes(path.read_bytes())
-    with pytest.raises(EdgeRuntimeError, match="hashes to"):
-        load_weights(other)
-    path.write_bytes(path.read_bytes()[:100])
+def test_a_moved_bundle_runs_and_folds_the_weights_parity_verified(tiny_bundle, copy):
+    bundle = tiny_bundle[0]
+    x = np.random.default_rng(0).standard_normal((1, *load_manifest(bundle).input.shape)).astype(np.float32)
+    with runtime.load(bundle) as a, runtime.load(copy) as b:
+        for entry in a.manifest.grid[:4]:
+            a.set_preference(entry.r, entry.c)
+            b.set_preference(entry.r, entry.c)
+            for name in a.task_names:
+                np.testing.assert_array_equal(a.run(x)[name], b.run(x)[name])
+
+
+def test_a_tampered_delta_file_is_rejected(copy):
+    m = load_manifest(copy)
+    path = copy / DELTAS_DIR / f"{m.grid[1].adaptation}.npz"
+    arrays = dict(np.load(path))
+    key = next(iter(arrays))
+    arrays[key] = arrays[key] + 1.0
+    np.savez(path, **arrays)
+    with pytest.raises(EdgeRuntimeError, match="corrupt: its content hashes to"):
+        WeightStore(copy, m).entry_weights(m.grid[1])
+
+
+def test_a_tampered_anchor_is_rejected(copy):
+    m = load_manifest(copy)
+    path = copy / "anchor" / f"{m.anchor['id']}.npz"
+    path.write_bytes(path.read_bytes()[:-64])
     with pytest.raises(EdgeRuntimeError, match="corrupt"):
-        load_weights(path)
-    with pytest.raises(EdgeRuntimeError, match="missing"):
-        load_weights(tmp_path / "nope.npz")
+        WeightStore(copy, m).entry_weights(m.grid[0])
+
+
+def test_a_format_1_bundle_gets_the_rebuild_error(copy):
+    d = json.loads((copy / "manifest.json").read_text())
+    d["format_version"] = 1
+    (copy / "manifest.json").write_text(json.dumps(d))
+    with pytest.raises(EdgeRuntimeError, match=r"rebuild the bundle with compiler >= 0\.2\.0"):
+        runtime.load(copy)
+
+
+def test_a_malformed_anchor_plan_is_one_clear_error(copy):
+    d = json.loads((copy / "manifest.json").read_text())
+    d["anchor"]["plan"] = {"pairs": {"n0_0": [["conv", "bn"]]}}
+    (copy / "manifest.json").write_text(json.dumps(d))
+    with pytest.raises(EdgeRuntimeError, match="anchor plan is malformed"):
+        runtime.load(copy)

@@ -1,10 +1,11 @@
-"""The tree family's torch half: derive, subnet, folder, cost and reference agree."""
+"""The tree family's torch half: derive, subnet, stored anchor + adaptation, cost and reference agree."""
 
 import numpy as np
 import pytest
 import torch
 
 from edgecore.family import get_family
+from edgecore.tree import used_nodes
 from trainer.config import load_config
 from trainer.cost import tree_cost
 from trainer.errors import TrainerError
@@ -26,7 +27,12 @@ def test_dymu_tree_operations_agree(randomise_bn):
         sub = fam.subnet(m, spec, deltas)(x)
     for a, b in zip(sub, ref):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
-    weights = fam.folder(m)(spec, deltas)
+    # Stored as a bundle stores them: the anchor once, the point's deltas of its used nodes only.
+    arrays, plan = fam.anchor_arrays(m)
+    adaptation = fam.adaptation_arrays(spec, deltas)
+    used = {f"n{l}_{i}" for l, row in enumerate(used_nodes(spec)) for i, u in enumerate(row) if u}
+    assert adaptation and {k.split("/")[0] for k in adaptation} <= used
+    weights = fam.info.anchor(arrays, plan).weights(spec, adaptation)
     state = {k: v.numpy() for k, v in fam.subnet(m, spec, deltas).state_dict().items()}
     assert set(weights) == set(state) and all(np.allclose(weights[k], state[k], atol=1e-6) for k in state)
     assert fam.cost(m, spec, 16) == tree_cost(m.anchor, spec, 16)

@@ -42,6 +42,7 @@ class StreamConfig:
     budget_ms: float | None = None
     threads: int = 0
     frames_log: str | None = None  # per-frame records as JSON lines (streamed: memory stays bounded)
+    wait_swaps: bool = False  # block the frame until a scheduled swap is active (reproducible offline runs)
 
 
 # -- schedule --------------------------------------------------------------------------
@@ -104,11 +105,15 @@ def check_schedule(schedule: dict[int, list[Event]], n_tasks: int, path, frames:
                 raise EdgeRuntimeError(f"{where}: budget_ms must be a positive number, found {ev.budget_ms!r}")
 
 
-def apply_event(rt, ev: Event) -> None:
+def apply_event(rt, ev: Event) -> list:
+    """Requests the event's switches without waiting (the frame loop never blocks on a
+    load); returns the pending swaps."""
+    pending = []
     if ev.r is not None:
-        rt.set_preference(list(ev.r), ev.c)
+        pending.append(rt.set_preference(list(ev.r), ev.c, wait=False))
     if ev.budget_ms is not None:
-        rt.set_budget(ev.budget_ms)
+        pending.append(rt.set_budget(ev.budget_ms, r=ev.r, wait=False))
+    return pending
 
 
 # -- run ---------------------------------------------------------------------------------
@@ -166,7 +171,13 @@ class Output:
             self.writer.write(np.ascontiguousarray(canvas[..., ::-1]))
             self.written += 1
         if self.window:
-            self.cv2.imshow("edgemtl", canvas[..., ::-1])
+            try:
+                self.cv2.imshow("edgemtl", canvas[..., ::-1])
+            except self.cv2.error as exc:  # headless OpenCV build, or no display
+                raise EdgeRuntimeError(
+                    f"cannot open a window here ({str(exc).strip().splitlines()[-1][:120]}); "
+                    f"run with --headless (and --out FILE.mp4 to keep the video)"
+                ) from None
             return keys(rt, self.cv2.waitKey(1) & 0xFF)
         return True
 
@@ -192,14 +203,15 @@ def run_stream(args: StreamConfig) -> dict:
     rt = open_runtime(args, schedule)
     out = Output(args, {t.name: t.kind for t in rt.manifest.tasks})
     source, live = open_source(args.source, Path(args.bundle), args.frames, args.live_fps)
-    log, swaps, interrupted, t_start = FrameLog(rt.manifest, args.frames_log), [], False, time.perf_counter()
+    log, interrupted, t_start = FrameLog(rt.manifest, args.frames_log), False, time.perf_counter()
+    swaps = Swaps(rt.calls)
     STOP.clear()
     try:
         for i, frame in enumerate(source):
             if STOP.is_set():  # a stop request (SIGTERM) ends the run between two frames
                 interrupted = True
                 break
-            swaps += apply_events(rt, schedule.get(i, []), i)
+            swaps.request(rt, schedule.get(i, []), i, args.wait_swaps)
             t0 = time.perf_counter()  # call_ms includes preprocessing
             outs, sel = rt.infer(preprocess(frame, rt.manifest.input), t0)
             log.add(frame_record(rt, i, sel))
@@ -213,8 +225,8 @@ def run_stream(args: StreamConfig) -> dict:
             live.close()
         out.close()
         log.close()
-        rt.close()
-    return result(args, rt, out, live, log, swaps, interrupted)
+        rt.close()  # a swap still loading is superseded and recorded as such
+    return result(args, rt, out, live, log, swaps.records(), interrupted)
 
 
 def check_config(args: StreamConfig) -> None:
@@ -247,12 +259,34 @@ def open_runtime(args: StreamConfig, schedule: dict[int, list[Event]]):
     return rt
 
 
-def apply_events(rt, events: list[Event], frame: int) -> list[dict]:
-    """Applies one frame's schedule events; returns the swaps they caused."""
-    n0 = len(rt.swaps)
-    for ev in events:
-        apply_event(rt, ev)
-    return [{"frame": frame, **s} for s in rt.swaps[n0:]]
+class Swaps:
+    """The schedule's swap requests and where each took effect: `frame` is the first
+    frame that ran on the new sub-network, `requested` the frame whose event asked."""
+
+    def __init__(self, calls_before: int):
+        self.calls_before = calls_before  # rt.calls when the stream started
+        self.pending: list[tuple[int, object]] = []
+
+    def request(self, rt, events: list[Event], frame: int, wait: bool = False) -> None:
+        for ev in events:
+            self.pending += [(frame, swap) for swap in apply_event(rt, ev)]
+        if wait and events:
+            self.pending[-1][1].wait()  # the last request supersedes the others
+
+    def records(self) -> list[dict]:
+        """Swaps that switched the sub-network, plus those superseded or failed."""
+        out = []
+        for requested, sw in self.pending:
+            if sw.state == "active" and not sw.switched:
+                continue  # the event selected the point already running
+            rec = {"requested": requested, "state": sw.state, "to": sw.selection.entry.name, "why": sw.why}
+            if sw.state == "active":
+                rec |= {"frame": sw.at_call - self.calls_before, "signature": sw.selection.entry.signature,
+                        "warm": sw.warm, "ms": sw.ms}  # fmt: skip
+            if sw.error is not None:
+                rec["error"] = str(sw.error)
+            out.append(rec)
+        return out
 
 
 def frame_record(rt, i: int, sel) -> dict:

@@ -74,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
         help="per-frame records as JSON lines (default: beside --stats); "
         "streamed, so a long camera run keeps its memory bounded",
     )
+    r.add_argument(
+        "--wait-swaps",
+        action="store_true",
+        help="hold each scheduled frame until its swap is active (reproducible offline runs); by default "
+        "swaps load in the background and the stats say at which frame each took effect",
+    )
     r.add_argument("--r", type=float, nargs="+", default=None, help="initial task weights")
     r.add_argument("--c", type=float, default=0.0, help="initial cost preference")
     r.add_argument("--budget-ms", type=float, default=None, help="initial latency budget (needs calibrate)")
@@ -172,7 +178,8 @@ def _stream_config(args) -> StreamConfig:
         frames_log = str(Path(args.stats).with_suffix(".frames.jsonl"))
     r = tuple(args.r) if args.r is not None else None
     return StreamConfig(args.bundle, args.source, args.frames, args.live_fps, args.backend, args.headless, args.out,
-                        args.schedule, r, args.c, args.budget_ms, args.threads, frames_log)  # fmt: skip
+                        args.schedule, r, args.c, args.budget_ms, args.threads, frames_log,
+                        args.wait_swaps)  # fmt: skip
 
 
 def _stop_between_frames(signum, frame) -> None:

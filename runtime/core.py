@@ -62,6 +62,7 @@ class Swap:
         self.selection, self.why, self.adaptation, self.generation = selection, why, adaptation, generation
         self.budget = budget  # the latency budget this swap installs (None: a preference swap)
         self.state, self.error, self.at_call, self.ms, self.warm = "pending", None, None, None, None
+        self.switched = False  # it replaced another sub-network (not a request for the running one)
         self.t0 = time.perf_counter()
         self._done = threading.Event()
 
@@ -245,7 +246,7 @@ class Runtime:
                 except Exception:
                     idle.runner.close()
                     raise
-                return self.pool.put(key, idle), False
+                return self.pool.put(key, idle)
         return self.pool.get(key, lambda: self._load(entry, adaptation))
 
     def _request(self, sel: Selection, why: str, adaptation: dict | None, wait: bool, budget) -> Selection | Swap:
@@ -283,7 +284,8 @@ class Runtime:
             self.pool.pin(item)  # the active runner is never closed by eviction, only once replaced
             old, self._active = self._active, Active(sel, item)
             self.budget_ms, swap.at_call = swap.budget, self.calls
-            if old is None or old.item is not item or old.selection.entry != sel.entry:
+            swap.switched = old is None or old.item is not item or old.selection.entry != sel.entry
+            if swap.switched:
                 self.swaps.append(
                     {
                         "why": swap.why,

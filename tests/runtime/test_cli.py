@@ -24,7 +24,7 @@ def _distinct_points(m, k):
     return [e for e in m.grid][:k]
 
 
-def test_headless_run_swaps_exactly_at_scheduled_frames(bundle, tmp_path, capsys):
+def test_headless_run_records_the_frame_each_scheduled_swap_took_effect(bundle, tmp_path, capsys):
     m = load_manifest(bundle)
     pts = _distinct_points(m, 5)
     # Latency table written by hand so the budget pick is known: grid[0]'s signature is fastest
@@ -53,6 +53,7 @@ def test_headless_run_swaps_exactly_at_scheduled_frames(bundle, tmp_path, capsys
                 str(tmp_path / "s.json"),
                 "--stats",
                 str(stats),
+                "--wait-swaps",
             ]
         )
         == 0
@@ -63,10 +64,12 @@ def test_headless_run_swaps_exactly_at_scheduled_frames(bundle, tmp_path, capsys
     assert s["frames_log"] == str(tmp_path / "stats.frames.jsonl")  # per-frame records are streamed beside it
     per_frame = [json.loads(line) for line in (tmp_path / "stats.frames.jsonl").read_text().splitlines()]
     assert [f["frame"] for f in per_frame] == list(range(30))
-    assert [sw["frame"] for sw in s["swaps"]] == [e["frame"] for e in events]
-    assert per_frame[22]["point"] == pts[0].name and per_frame[26]["point"] == pts[2].name
-    for e, f in zip(pts[1:], (4, 8, 12, 16)):  # the frame at a switch already runs the new point
-        assert per_frame[f]["point"] == e.name and per_frame[f - 1]["point"] != e.name
+    # --wait-swaps: every swap is active at the frame whose event asked for it.
+    assert [(sw["requested"], sw["frame"], sw["state"]) for sw in s["swaps"]] == [
+        (e["frame"], e["frame"], "active") for e in events
+    ]
+    for sw in s["swaps"]:
+        assert per_frame[sw["frame"]]["point"] == sw["to"] and per_frame[sw["frame"] - 1]["point"] != sw["to"]
     # One segment per stretch on one point, priced from the manifest.
     seg = s["segments"]
     assert [(g["first"], g["last"]) for g in seg][:2] == [(0, 3), (4, 7)] and seg[-1]["last"] == 29
@@ -77,6 +80,35 @@ def test_headless_run_swaps_exactly_at_scheduled_frames(bundle, tmp_path, capsys
     while cap.read()[0]:
         n += 1
     assert n == s["video_frames"] == 30
+
+
+def test_background_swaps_record_where_each_took_effect(bundle, tmp_path):
+    """Without --wait-swaps the frame loop never waits: each swap takes effect at or
+    after the frame that asked (or is overtaken by the next request)."""
+    m = load_manifest(bundle)
+    events = [{"frame": 2 * (i + 1), "r": list(e.r), "c": e.c} for i, e in enumerate(m.grid[1:9])]
+    (tmp_path / "s.json").write_text(json.dumps({"events": events}))
+    stats = tmp_path / "stats.json"
+    args = [
+        "run",
+        str(bundle),
+        "--headless",
+        "--frames",
+        "60",
+        "--schedule",
+        str(tmp_path / "s.json"),
+        "--stats",
+        str(stats),
+    ]
+    assert main(args) == 0
+    s = json.loads(stats.read_text())
+    per_frame = [json.loads(line) for line in (tmp_path / "stats.frames.jsonl").read_text().splitlines()]
+    assert [sw["requested"] for sw in s["swaps"]] == [e["frame"] for e in events]
+    for sw in s["swaps"]:
+        assert sw["state"] in ("active", "superseded")
+        if sw["state"] == "active":
+            assert sw["frame"] >= sw["requested"] and per_frame[sw["frame"]]["point"] == sw["to"]
+            assert per_frame[sw["frame"] - 1]["point"] != sw["to"]
 
 
 def test_live_run_processes_the_requested_frames_and_reports_drops(bundle, tmp_path, monkeypatch):

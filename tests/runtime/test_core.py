@@ -292,3 +292,44 @@ def test_a_symlinked_engine_or_latency_folder_cannot_reach_outside_the_bundle(bu
     with pytest.raises(EdgeRuntimeError, match="leaves"):
         save_table(bundle, table)
     assert list(outside.iterdir()) == [outside / "engine.onnx"]
+
+
+def test_a_load_is_charged_the_resident_memory_it_added(bundle, monkeypatch):
+    """The pool's bytes are RSS growth across fold + engine load + binding, not file
+    sizes; when RSS did not grow (memory reused), at least the weight set's bytes."""
+    import runtime.memory
+
+    readings = iter([1 << 30, (1 << 30) + (300 << 20)] * 4)
+    monkeypatch.setattr(runtime.memory, "rss_bytes", lambda: next(readings))
+    with runtime.load(bundle) as rt:
+        (item,) = rt.pool.items.values()
+        assert item.nbytes == 300 << 20
+    monkeypatch.setattr(runtime.memory, "rss_bytes", lambda: 1 << 30)
+    with runtime.load(bundle) as rt:
+        (item,) = rt.pool.items.values()
+        assert 0 < item.nbytes == sum(v.nbytes for v in rt.weights.entry_weights(rt.current.entry).values())
+
+
+def test_backends_that_rebind_in_place_reuse_an_idle_runner_of_the_signature(bundle, monkeypatch):
+    import dataclasses
+
+    import runtime.core
+    from runtime.backends import backend
+
+    monkeypatch.setattr(runtime.core, "backend", lambda n: dataclasses.replace(backend(n), rebinds_in_place=True))
+    with runtime.load(bundle) as rt:
+        by_sig = {}
+        for e in rt.manifest.grid:
+            by_sig.setdefault(e.signature, {})[e.adaptation] = e
+        a, b = next(list(v.values())[:2] for v in by_sig.values() if len(v) > 1)
+        other = next(e for e in rt.manifest.grid if e.signature != a.signature)
+        rt.set_preference(a.r, a.c)
+        runner = rt.pool.items[(a.signature, a.adaptation)].runner
+        rt.set_preference(other.r, other.c)  # a is idle now
+        rt.set_preference(b.r, b.c)
+        assert rt.pool.items[(b.signature, b.adaptation)].runner is runner  # rebound, not reloaded
+        assert (a.signature, a.adaptation) not in rt.pool.items
+        x = _x()
+        ref = _reference(bundle, rt.manifest, b, x)
+        for name, r in zip(rt.task_names, ref):
+            np.testing.assert_array_equal(rt.run(x)[name], r[0])

@@ -52,3 +52,24 @@ def test_pinned_runner_is_closed_only_when_released():
     assert "a" not in pool.items and not a.runner.closed  # a call is still running on it
     pool.unpin(a)
     assert a.runner.closed
+
+
+def test_take_idle_skips_pinned_items_and_put_rekeys():
+    pool = WarmPool(1000)
+    a, _ = pool.get(("s", "a"), _load("a"))
+    b, _ = pool.get(("s", "b"), _load("b"))
+    pool.pin(a)
+    taken = pool.take_idle(lambda k: k[0] == "s")
+    assert taken is b and list(pool.items) == [("s", "a")]  # a is pinned: never rebound under a call
+    item, warm = pool.put(("s", "c"), taken)
+    assert item is b and not warm and list(pool.items) == [("s", "a"), ("s", "c")]
+    assert pool.take_idle(lambda k: k[0] == "t") is None
+
+
+def test_the_budget_counts_measured_bytes():
+    """Items are charged what their load reported (the runtime reports RSS growth),
+    so three loads of 400 bytes do not fit a 1000-byte pool."""
+    pool = WarmPool(1000)
+    for tag in "abc":
+        pool.get(tag, _load(tag, nbytes=400))
+    assert list(pool.items) == ["b", "c"] and pool.nbytes == 800 and pool.evictions == 1

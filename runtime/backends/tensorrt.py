@@ -1,5 +1,11 @@
-"""TensorRT (NVIDIA GPUs, Jetson): its builder (serialized plan built with REFIT)
-and its runner (plan + refit by weight name).
+"""TensorRT (NVIDIA GPUs, Jetson): its builder (a weight-stripped, refittable
+plan) and its runner (plan + refit by weight name).
+
+Engines hold no weights (TensorRT >= 10: STRIP_PLAN with REFIT_INDIVIDUAL, every
+graph parameter marked refittable by name): a bundle's engines stay small at
+paper scale and every grid point's folded weights are refitted at load. A
+weight change on a loaded engine is a refit in place (the runtime's
+`rebinds_in_place`), not a second engine.
 
 Written against the TensorRT 10.x/11.x Python API (name-based I/O tensors,
 `execute_async_v3`, `Refitter.set_named_weights`) and cuda-python for device
@@ -77,6 +83,8 @@ class Runner(base.Runner):
             )
         if self.weights:
             self._refit(self.weights)
+        elif self.engine.refittable:  # our plans are weight-stripped: they need a weight set
+            raise EdgeRuntimeError(f"tensorrt: {self.engine_path} is a refittable plan; bind a weight set to run it")
         self.context = self.engine.create_execution_context()
         self.stream = check_cuda(cudart.cudaStreamCreate(), "cudaStreamCreate")
         self.inputs, self.outputs = [], []
@@ -149,8 +157,10 @@ class Runner(base.Runner):
 
 
 class Builder(base.EngineBuilder):
-    """Serialized plan built with REFIT (weights bound by name at load time), a
-    workspace limit and a timing cache shared by every signature of a device.
+    """Weight-stripped plan (STRIP_PLAN + REFIT_INDIVIDUAL: the graph's parameters,
+    marked refittable by name, are left out of the file and refitted at load; on
+    TensorRT < 10, a plain REFIT plan), a workspace limit and a timing cache
+    shared by every signature of a device.
     fp16: TensorRT 10.x sets the FP16 builder flag on the fp32 graph; 11.x has
     no such flag (networks are strongly typed), so it gets an fp16 graph."""
 
@@ -193,11 +203,11 @@ class Builder(base.EngineBuilder):
             raise EdgeRuntimeError(f"TensorRT could not parse {graph.name}: {errors}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.options.workspace_mb << 20)
-        config.set_flag(trt.BuilderFlag.REFIT)
+        stripped = _strip_weights(trt, network, config, weight_names)
         if precision == "fp16" and not strongly_typed:
             config.set_flag(trt.BuilderFlag.FP16)
         out.write_bytes(self._build_with_timing_cache(builder, network, config))
-        return {"strongly_typed": strongly_typed, "workspace_mb": self.options.workspace_mb}
+        return {"strongly_typed": strongly_typed, "workspace_mb": self.options.workspace_mb, "stripped": stripped}
 
     def _build_with_timing_cache(self, builder, network, config) -> bytes:
         from filelock import FileLock
@@ -217,3 +227,21 @@ class Builder(base.EngineBuilder):
         if plan is None:
             raise EdgeRuntimeError("TensorRT failed to build the engine (see its log above)")
         return bytes(plan)
+
+
+def _strip_weights(trt, network, config, weight_names: tuple[str, ...]) -> bool:
+    """Makes the plan weight-stripped where TensorRT can (>= 10.0): exactly the graph's
+    parameters refittable (the rest of the network keeps its constants and
+    fusions), and their values left out of the plan. Returns whether it did."""
+    flags = trt.BuilderFlag
+    if not (hasattr(flags, "STRIP_PLAN") and hasattr(flags, "REFIT_INDIVIDUAL")):
+        config.set_flag(flags.REFIT)  # TensorRT 8.x: refittable, weights kept in the plan
+        return False
+    config.set_flag(flags.REFIT_INDIVIDUAL)
+    config.set_flag(flags.STRIP_PLAN)
+    unmarked = [name for name in weight_names if not network.mark_weights_refittable(name)]
+    if unmarked:
+        raise EdgeRuntimeError(
+            f"TensorRT cannot make weights {unmarked[:3]} refittable: the parser renamed or folded them"
+        )
+    return True

@@ -34,6 +34,7 @@ def test_tensorrt_engine_refits_to_each_weight_set(tmp_path, precision):
 
     from compiler.export import export_graph
     from runtime.backends import BuildOptions, get_builder, get_runner
+    from runtime.errors import EdgeRuntimeError
     from tests.conftest import randomise_bn
     from trainer.config import load_config
     from trainer.models import build_models
@@ -48,8 +49,11 @@ def test_tensorrt_engine_refits_to_each_weight_set(tmp_path, precision):
     info = export_graph(
         m.anchor.subnet(tree), (3, 16, 16), m.anchor.task_names, tmp_path / "g.onnx", b.graph_precision(precision)
     )
-    b.build(tmp_path / "g.onnx", tmp_path / "e.plan", precision, info.weight_names)
+    meta = b.build(tmp_path / "g.onnx", tmp_path / "e.plan", precision, info.weight_names)
     assert (tmp_path / "timing.cache").stat().st_size > 0
+    if meta["stripped"]:  # the plan holds no weights: it cannot run without a weight set
+        with pytest.raises(EdgeRuntimeError, match="bind a weight set"):
+            get_runner("tensorrt")(tmp_path / "e.plan").activate()
     deltas = {
         k: {n: torch.randn_like(v) * 0.2 for n, v in dd.items()}
         for k, dd in m.weight(torch.tensor([0.2, 0.3, 0.5]), 0.5).items()

@@ -7,7 +7,8 @@ returns what the next one needs (each timed, long ones with a progress bar).
           each distinct tree's params and FLOPs                       -> Plan
   adapt   the anchor's arrays once -> anchor/<id>.npz; per point its adaptation (the BN
           deltas of its tree's used nodes) -> deltas/<id>.npz (bundle format 2)
-  export  per signature: ONNX graph of the unadapted tree (cached by content)
+  export  per signature: ONNX graph of the unadapted tree (cached by content; the bundle's
+          copy holds the structure only)
   engine  per signature: backend engine (cached by content, keyed by its graph's key)
   parity  per point: engine with the point's weights (folded from the stored anchor and
           deltas, as the runtime folds them) vs the PyTorch tree model
@@ -44,6 +45,7 @@ from compiler.hypernets import export_hypernets
 from edgecore.arrays import save_arrays
 from edgecore.fileio import atomic_write_text, file_sha256
 from runtime.backends import BuildOptions, EngineBuilder, get_builder, get_runner
+from runtime.backends.onnxruntime import externalise
 from runtime.errors import EdgeRuntimeError
 from runtime.manifest import EngineRef, GridEntry, InputSpec, Manifest, SignatureInfo, TaskInfo
 from runtime.weights import ANCHOR_DIR, DELTAS_DIR, WeightStore
@@ -284,7 +286,7 @@ def export(
             return {"weight_names": list(info.weight_names), "output_names": list(info.output_names)}
 
         entry = cache.get_or_build("graphs", graph_precision, fields, ".onnx", write)
-        copy_entry(entry.path, stage / "graphs" / f"{sig}.onnx")
+        weightless_copy(entry.path, stage / "graphs" / f"{sig}.onnx", entry.meta["weight_names"])
         graphs[sig] = Graph(entry.path, entry.key, tuple(entry.meta["weight_names"]), tuple(entry.meta["output_names"]))
         progress.advance(bar)
     return graphs
@@ -405,29 +407,32 @@ def _errors(names: list[str], refs: list[np.ndarray], outs: list[list[np.ndarray
     return errs
 
 
-def samples(src: Source, cache: CompileCache, stage: Path, n: int = 48, upscale: int = 4) -> None:
+def samples(src: Source, cache: CompileCache, stage: Path, n: int = 48) -> None:
     """Sample frames for `runtime run --source synthetic` (the runtime cannot render:
-    the scene generator lives in the trainer): RGB uint8, larger than the
-    network input, as a camera's would be. Cached: rendering takes seconds."""
+    the scene generator lives in the trainer): RGB uint8, larger than a small
+    network's input as a camera's would be (4x, at most 256 px; a large input's own
+    size), compressed. Cached: rendering takes seconds."""
     from trainer.data.scenes import GENERATOR_VERSION, render_scenes
 
-    data, size = src.fit_cfg.data, src.shape[1] * upscale
+    data, side = src.fit_cfg.data, max(src.shape[1:])
+    size = max(side, min(4 * side, 256))
     fields = {
         "n": n,
         "size": size,
         "seed": data.seed + 7919,
         "max_objects": data.max_objects,
         "generator": GENERATOR_VERSION,
+        "format": "npz",
     }
 
     def render(tmp: Path) -> None:
         images = render_scenes(n, size, seed=fields["seed"], max_objects=data.max_objects)["image"]
         with open(tmp, "wb") as f:
-            np.save(f, np.ascontiguousarray(images.astype(np.uint8).transpose(0, 2, 3, 1)))
+            np.savez_compressed(f, frames=np.ascontiguousarray(images.astype(np.uint8).transpose(0, 2, 3, 1)))
 
-    entry = cache.get_or_build("samples", "scenes", fields, ".npy", render)
+    entry = cache.get_or_build("samples", "scenes", fields, ".npz", render)
     (stage / "samples").mkdir()
-    copy_entry(entry.path, stage / "samples" / "frames.npy")
+    copy_entry(entry.path, stage / "samples" / "frames.npz")
 
 
 @dataclass(frozen=True)
@@ -536,6 +541,22 @@ def copy_entry(src: Path, dst: Path) -> None:
         raise CompilerError(
             f"cache entry {src} vanished while this build read it (was the cache pruned meanwhile?); rerun the build"
         ) from None
+
+
+def weightless_copy(src: Path, dst: Path, weight_names) -> None:
+    """The bundle's copy of a graph: structure only, its parameters marked as external
+    data that is never written (the anchor and a point's deltas fold into them), so
+    graphs do not store the anchor's weights once per signature."""
+    import onnx
+
+    try:
+        model = onnx.load(str(src))
+    except FileNotFoundError:
+        raise CompilerError(f"cache entry {src} vanished while this build read it; rerun the build") from None
+    missing = externalise(model, set(weight_names))
+    if missing:
+        raise CompilerError(f"graph {src.name} lacks weights {sorted(missing)[:3]} its cache entry lists")
+    onnx.save(model, str(dst))
 
 
 def publish(stage: Path, out: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+import zipfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -36,21 +37,29 @@ def is_live(source: str) -> bool:
     return source.isdigit() or "://" in source
 
 
+SAMPLES = Path("samples") / "frames.npz"  # compressed: procedural scenes are mostly flat colour
+
+
+def sample_frames(bundle: Path) -> np.ndarray:
+    """The bundle's sample frames, (N, H, W, 3) uint8."""
+    path = Path(bundle) / SAMPLES
+    if not path.is_file():
+        raise EdgeRuntimeError(f"bundle has no sample frames ({path}): use a camera, video or image folder")
+    try:
+        with np.load(path, allow_pickle=False) as z:  # a pickled file could run code: refused
+            data = z["frames"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+        raise EdgeRuntimeError(f"sample frames {path} are not an npz file with a 'frames' array ({exc})") from None
+    if data.ndim != 4 or data.shape[-1] != 3 or data.dtype != np.uint8 or not len(data):
+        raise EdgeRuntimeError(f"sample frames {path}: expected uint8 (N, H, W, 3), found {data.dtype} {data.shape}")
+    return data
+
+
 def frames(source: str, bundle: Path, limit: int | None = None, loop: bool = False) -> Iterator[np.ndarray]:
     """Frames of `source` in order; `synthetic` plays the samples once, `limit`
     frames (looping) or, with `loop`, forever."""
     if source == "synthetic":
-        path = Path(bundle) / "samples" / "frames.npy"
-        if not path.is_file():
-            raise EdgeRuntimeError(f"bundle has no sample frames ({path}): use a camera, video or image folder")
-        try:
-            data = np.load(path, allow_pickle=False)  # a pickled file could run code: refused
-        except (OSError, ValueError) as exc:
-            raise EdgeRuntimeError(f"sample frames {path} are not a plain .npy array ({exc})") from None
-        if data.ndim != 4 or data.shape[-1] != 3 or data.dtype != np.uint8 or not len(data):
-            raise EdgeRuntimeError(
-                f"sample frames {path}: expected uint8 (N, H, W, 3), found {data.dtype} {data.shape}"
-            )
+        data = sample_frames(bundle)
         count = limit if limit is not None else (2**62 if loop else len(data))
         for i in range(count):
             yield data[i % len(data)].copy()  # callers may draw on it
@@ -87,7 +96,7 @@ def frame_count(source: str, bundle: Path, limit: int | None, live_fps: float | 
 def _source_length(source: str, bundle: Path) -> int | None:
     try:
         if source == "synthetic":
-            return int(np.load(Path(bundle) / "samples" / "frames.npy", mmap_mode="r", allow_pickle=False).shape[0])
+            return len(sample_frames(bundle))
         if Path(source).is_dir():
             return sum(1 for p in Path(source).iterdir() if p.suffix.lower() in IMAGE_EXTS)
         cv2 = import_cv2()

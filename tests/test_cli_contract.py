@@ -60,9 +60,9 @@ def test_bad_run_arguments_exit_2_before_the_first_frame(bundle, tmp_path, capsy
 
 
 def test_pickled_sample_frames_are_refused(bundle, capsys):
-    np.save(bundle / "samples" / "frames.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    np.savez(bundle / "samples" / "frames.npz", frames=np.array([{"x": 1}], dtype=object))
     assert runtime_main(["run", str(bundle), "--headless", "--frames", "2"]) == 2
-    assert "not a plain .npy array" in capsys.readouterr().err
+    assert "not an npz file with a 'frames' array" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("edit, match", [
@@ -83,7 +83,7 @@ def test_malformed_manifests_exit_2(bundle, capsys, edit, match):
 
 def test_a_schedule_event_past_the_end_of_a_finite_source_is_refused(bundle, tmp_path, capsys):
     cv2 = pytest.importorskip("cv2")
-    n_samples = np.load(bundle / "samples" / "frames.npy", mmap_mode="r").shape[0]
+    n_samples = len(np.load(bundle / "samples" / "frames.npz")["frames"])
     late = _schedule(tmp_path, {"frame": n_samples, "budget_ms": 1})
     assert runtime_main(["run", str(bundle), "--headless", *late]) == 2  # the samples play once
     assert f"event at frame {n_samples} would never run" in capsys.readouterr().err

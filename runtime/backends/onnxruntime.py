@@ -121,7 +121,7 @@ class Builder(base.EngineBuilder):
         so.optimized_model_filepath = str(out)
         ort.InferenceSession(str(graph), so, providers=["CPUExecutionProvider"])
         model = onnx.load(str(out))
-        missing = _externalise(model, set(weight_names))
+        missing = externalise(model, set(weight_names))
         if missing:
             raise EdgeRuntimeError(
                 f"onnxruntime's optimiser renamed or folded weights {sorted(missing)[:3]}: "
@@ -131,7 +131,7 @@ class Builder(base.EngineBuilder):
         return {"optimization_level": BUILD_LEVEL, "weights": "external, bound at load time"}
 
 
-def _externalise(model, wanted: set[str]) -> set[str]:
+def externalise(model, wanted: set[str]) -> set[str]:
     """Marks the initializers named in `wanted` as external data at WEIGHTS_LOCATION and
     drops their values; returns the names that were not found."""
     import onnx

@@ -31,6 +31,17 @@ def test_the_anchor_is_stored_once_and_each_point_only_its_deltas(tiny_bundle):
     assert not (bundle / "weights").exists()
 
 
+def test_bundle_graphs_hold_structure_only(tiny_bundle):
+    """Graphs would otherwise store the anchor's weights once per signature."""
+    import onnx
+
+    m = load_manifest(tiny_bundle[0])
+    for sig in m.signatures.values():
+        g = onnx.load(str(tiny_bundle[0] / sig.graph), load_external_data=False)
+        stored = {t.name for t in g.graph.initializer if t.data_location != onnx.TensorProto.EXTERNAL}
+        assert not stored & set(sig.weight_names)
+
+
 def test_a_moved_bundle_runs_and_folds_the_weights_parity_verified(tiny_bundle, copy):
     bundle = tiny_bundle[0]
     x = np.random.default_rng(0).standard_normal((1, *load_manifest(bundle).input.shape)).astype(np.float32)

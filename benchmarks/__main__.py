@@ -1,4 +1,4 @@
-"""`python -m benchmarks {all,latency,resolution,swaps,camera,compile,control,ablations}`: results go to
+"""`python -m benchmarks {all,latency,resolution,swaps,camera,compile,control,ablations,scale}`: results go to
 benchmarks/results/<device>/ as JSON + Markdown + plots, plus a summary."""
 
 from __future__ import annotations
@@ -24,10 +24,14 @@ def _parser() -> argparse.ArgumentParser:
         ("compile", "P5: build time vs grid size, cold and warm"),
         ("control", "paper tables and figures 5/7, latency over the simplex"),
         ("ablations", "Table 6 ablations and the Fig. 8 tau sweep (retrains the hypernets; not part of all)"),
+        ("scale", "paper-scale models: bundle size, build time, latency, swaps, memory (trains them; not part of all)"),
     ):
         s = sub.add_parser(name, help=help_)
         s.add_argument("--bundle", help="compiled bundle (latency, resolution, swaps, camera, control)")
-        s.add_argument("--run", help="trainer run directory (latency, resolution, compile, control, ablations)")
+        s.add_argument(
+            "--run",
+            help="trainer run directory (latency, resolution, compile, control, ablations; scale: a 32x32 model)",
+        )
         s.add_argument("--quick", action="store_true", help="fewer repeats and smaller grids (minutes)")
         s.add_argument("--out", default=None, help="result directory (default benchmarks/results/<device>)")
     return p
@@ -35,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    from benchmarks import ablations, camera, compile, control, latency, resolution, summary, swaps
+    from benchmarks import ablations, camera, compile, control, latency, resolution, scale, summary, swaps
 
     out = Path(args.out) if args.out else None
     q = args.quick
@@ -47,6 +51,7 @@ def main(argv=None) -> int:
         "compile": ["run"],
         "control": ["run"],
         "ablations": ["run"],
+        "scale": [],
         "all": ["bundle", "run"],
     }[args.cmd]
     missing = [f"--{k}" for k in need if getattr(args, k) is None]
@@ -63,8 +68,9 @@ def main(argv=None) -> int:
         "compile": lambda: compile.main(f"{args.run}/model.ckpt", (21, 66) if q else (21, 66, 198), out=out),
         "control": lambda: control.main(args.run, args.bundle, quick=q, out=out),
         "ablations": lambda: ablations.main(args.run, quick=q, out=out),
+        "scale": lambda: scale.main(quick=q, run=args.run, out=out),
     }
-    for name in [s for s in steps if s != "ablations"] if args.cmd == "all" else [args.cmd]:
+    for name in [s for s in steps if s not in ("ablations", "scale")] if args.cmd == "all" else [args.cmd]:
         steps[name]()
     if args.cmd == "all":
         print(f"wrote {summary.main(out)}")

@@ -37,11 +37,12 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from compiler.cache import CompileCache
+from compiler.cache import CompileCache, Entry
 from compiler.errors import CompilerError, ParityError
 from compiler.export import INPUT_NAME, OPSET, export_graph
 from compiler.grid import GridPoint, load_grid
 from compiler.hypernets import export_hypernets
+from compiler.workers import Workers
 from edgecore.arrays import save_arrays
 from edgecore.fileio import atomic_write_text, file_sha256
 from runtime.backends import BuildOptions, EngineBuilder, get_builder, get_runner
@@ -67,8 +68,13 @@ class BuildConfig:
     backend: str = "onnxruntime"
     precision: str = "fp32"
     cache: str | None = None  # None: the user cache (~/.cache/edgemtl/compile or $EDGEMTL_CACHE)
-    jobs: int = 1  # parallel engine builds
+    jobs: int = 1  # worker processes for export and parity, threads for engine builds
     parity_inputs: int = 2  # random frames per grid point
+    # Check every grid point's weights on a parity_size x parity_size input (a second,
+    # small graph and engine per signature) and each signature once at full size;
+    # None: every point at full size. For paper-scale inputs, where a full-size check
+    # costs ~1 s per point on a CPU.
+    parity_size: int | None = None
     parity_tol: float = 1e-4  # fp32: max abs error / output scale
     workspace_mb: int = 1024  # TensorRT builder workspace
     seed: int = 0
@@ -180,6 +186,8 @@ def engine_builder(cfg: BuildConfig, cache: CompileCache) -> EngineBuilder:
     """The backend's builder, checked before anything heavy is loaded."""
     if cfg.jobs < 1:
         raise CompilerError(f"--jobs must be >= 1, found {cfg.jobs}")
+    if cfg.parity_size is not None and not 8 <= cfg.parity_size:
+        raise CompilerError(f"--parity-size must be at least 8 pixels, found {cfg.parity_size}")
     try:
         timing_cache = cache.root / "timing" / f"{cfg.backend}.cache"
         builder = get_builder(cfg.backend, BuildOptions(cfg.workspace_mb, timing_cache))
@@ -195,6 +203,7 @@ def load(cfg: BuildConfig, builder: EngineBuilder) -> Source:
         family = model_family(family_of(payload["config"]))
     except TrainerError as exc:
         raise CompilerError(str(exc)) from None
+    models.anchor.set_output_size(tuple(payload["input_spec"]["shape"][1:]))  # the deployed (H, W)
     return Source(
         models,
         family,
@@ -235,7 +244,7 @@ def spec_costs(src: Source, spec, cache: CompileCache) -> tuple[int, float]:
         "shape": list(src.shape),
         "torch": torch.__version__,
     }
-    params, flops = cache.memo_json("costs", "flops", fields, lambda: src.family.cost(src.models, spec, src.shape[1]))
+    params, flops = cache.memo_json("costs", "flops", fields, lambda: src.family.cost(src.models, spec, src.shape[1:]))
     return int(params), float(flops)
 
 
@@ -263,33 +272,45 @@ def adapt(src: Source, points: list[Point], stage: Path, progress: Progress) -> 
     return Adapted(anchor, ids)
 
 
+def export_one(src: Source, cache: CompileCache, item) -> Graph:
+    """One signature's unadapted sub-network as an ONNX graph at `shape` (cached by content)."""
+    sig, spec, precision, shape = item
+    fields = {
+        "model": src.identity,
+        "signature": sig,
+        "precision": precision,
+        "opset": OPSET,
+        "torch": torch.__version__,
+        "shape": list(shape),
+    }
+
+    def write(tmp: Path) -> dict:
+        src.family.set_input_size(src.models, shape[1:])
+        module = src.family.subnet(src.models, spec)
+        info = export_graph(module, shape, src.task_names, tmp, precision)
+        return {"weight_names": list(info.weight_names), "output_names": list(info.output_names)}
+
+    entry = cache.get_or_build("graphs", precision, fields, ".onnx", write)
+    return Graph(entry.path, entry.key, tuple(entry.meta["weight_names"]), tuple(entry.meta["output_names"]))
+
+
 def export(
-    src: Source, specs: dict[str, tuple], graph_precision: str, cache: CompileCache, stage: Path, progress: Progress
+    src: Source, specs: dict[str, tuple], precision: str, shape: tuple, workers: Workers, progress: Progress, label: str
 ) -> dict[str, Graph]:
-    """Per signature: the unadapted sub-network's ONNX graph (grid-independent, so cacheable)."""
-    bar = progress.add_task("export", total=len(specs))
-    (stage / "graphs").mkdir(exist_ok=True)
+    """Per signature: the unadapted sub-network's graph (grid-independent, so cacheable)."""
+    bar = progress.add_task(label, total=len(specs))
     graphs = {}
-    for sig, spec in specs.items():
-        fields = {
-            "model": src.identity,
-            "signature": sig,
-            "precision": graph_precision,
-            "opset": OPSET,
-            "torch": torch.__version__,
-            "shape": list(src.shape),
-        }
-
-        def write(tmp: Path, spec=spec) -> dict:
-            module = src.family.subnet(src.models, spec)
-            info = export_graph(module, src.shape, src.task_names, tmp, graph_precision)
-            return {"weight_names": list(info.weight_names), "output_names": list(info.output_names)}
-
-        entry = cache.get_or_build("graphs", graph_precision, fields, ".onnx", write)
-        weightless_copy(entry.path, stage / "graphs" / f"{sig}.onnx", entry.meta["weight_names"])
-        graphs[sig] = Graph(entry.path, entry.key, tuple(entry.meta["weight_names"]), tuple(entry.meta["output_names"]))
+    items = [(sig, spec, precision, tuple(shape)) for sig, spec in specs.items()]
+    for sig, graph in zip(specs, workers.map(export_one, items)):
+        graphs[sig] = graph
         progress.advance(bar)
     return graphs
+
+
+def bundle_graphs(graphs: dict[str, Graph], stage: Path) -> None:
+    (stage / "graphs").mkdir(exist_ok=True)
+    for sig, g in graphs.items():
+        weightless_copy(g.path, stage / "graphs" / f"{sig}.onnx", g.weight_names)
 
 
 def engines(
@@ -298,12 +319,14 @@ def engines(
     builder: EngineBuilder,
     cfg: BuildConfig,
     cache: CompileCache,
-    stage: Path,
+    shape: tuple,
     progress: Progress,
-) -> dict[str, EngineRef]:
-    """Per signature: the backend's engine, keyed by its graph's key (a graph rebuilt by a
-    new exporter never reuses an old engine); built on `cfg.jobs` threads."""
-    bar = progress.add_task("engine", total=len(graphs))
+    label: str = "engine",
+) -> dict[str, Entry]:
+    """Per signature: the backend's engine of its graph at `shape`, keyed by the graph's
+    key (a graph rebuilt by a new exporter never reuses an old engine); built on
+    `cfg.jobs` threads (engine builders release the GIL)."""
+    bar = progress.add_task(label, total=len(graphs))
     subdir = f"{builder.name}/{src.device['device']}"
 
     def one(sig: str):
@@ -314,7 +337,7 @@ def engines(
             "graph": g.key,
             "backend": builder.name,
             "precision": cfg.precision,
-            "shape": list(src.shape),
+            "shape": list(shape),
             **src.device,
         }
         entry = cache.get_or_build(
@@ -328,10 +351,14 @@ def engines(
         return sig, entry
 
     with ThreadPoolExecutor(cfg.jobs) as pool:
-        entries = dict(pool.map(one, graphs))
+        return dict(pool.map(one, graphs))
+
+
+def bundle_engines(src: Source, entries: dict[str, Entry], builder: EngineBuilder, cfg, stage: Path):
+    """Copies the engines into the bundle; their manifest references."""
     refs = {}
     for sig, entry in entries.items():
-        rel = Path("engines") / subdir / entry.path.name
+        rel = Path("engines") / builder.name / src.device["device"] / entry.path.name
         (stage / rel).parent.mkdir(parents=True, exist_ok=True)
         copy_entry(entry.path, stage / rel)
         refs[sig] = EngineRef(
@@ -340,57 +367,111 @@ def engines(
     return refs
 
 
-def parity(
-    src: Source,
-    points: list[Point],
-    adapted: Adapted,
-    refs: dict[str, EngineRef],
-    cfg: BuildConfig,
-    cache: CompileCache,
-    stage: Path,
-    progress: Progress,
-) -> list[dict]:
-    """Per point: {task: errors} of its engine with its weights bound against the PyTorch
-    tree model; raises ParityError (nothing published) if any exceeds the tolerance."""
-    bar = progress.add_task("parity", total=len(points))
-    xs = np.random.default_rng(cfg.seed).standard_normal((cfg.parity_inputs, *src.shape)).astype(np.float32)
+@dataclass(frozen=True)
+class Check:
+    """One parity check: a grid point's stored weights on one engine, on `n` inputs of `shape`."""
+
+    point: Point
+    adaptation: str
+    engine: Path
+    engine_key: str
+    backend: str
+    shape: tuple
+    n: int
+    seed: int
+    stage: Path
+    adapted: Adapted
+
+
+_STORES: dict[tuple, WeightStore] = {}  # per process: the staged anchor is read once, not per check
+
+
+def parity_one(src: Source, cache: CompileCache, c: Check) -> dict:
+    """{task: errors} of one check; memoised: a pure function of engine, weights and inputs."""
+    key = (str(c.stage), c.adapted.anchor["id"])
+    if key not in _STORES:
+        _STORES.clear()
+        _STORES[key] = c.adapted.store(c.stage, src.family.name)
+    fields = {"engine": c.engine_key, "anchor": key[1], "adaptation": c.adaptation, "seed": c.seed, "n": c.n}
+
+    def compute() -> dict:
+        xs = np.random.default_rng(c.seed).standard_normal((c.n, *c.shape)).astype(np.float32)
+        return check_point(src, c.point, c.backend, c.engine, _STORES[key], c.adaptation, xs)
+
+    return cache.memo_json("parity", f"{c.backend}/{src.device['device']}", fields, compute)
+
+
+def parity_checks(src: Source, plan: Plan, adapted: Adapted, full: dict, small: dict | None, cfg, stage: Path):
+    """Every point on its full-size engine; with `small` (--parity-size), every point on its
+    signature's small-input engine and each signature's first point at full size."""
+    full_points = range(len(plan.points))
+    if small is not None:
+        first = {}
+        for i, p in enumerate(plan.points):
+            first.setdefault(p.signature, i)
+        full_points = sorted(first.values())
+    checks = []
+    for engines_, indices, shape in ((full, full_points, src.shape), (small, range(len(plan.points)), None)):
+        if engines_ is None:
+            continue
+        shape = shape or (src.shape[0], cfg.parity_size, cfg.parity_size)
+        for i in indices:
+            p, (path, key) = plan.points[i], engines_[plan.points[i].signature]
+            checks.append(
+                (
+                    i,
+                    Check(
+                        p,
+                        adapted.ids[i],
+                        path,
+                        key,
+                        cfg.backend,
+                        tuple(shape),
+                        cfg.parity_inputs,
+                        cfg.seed,
+                        stage,
+                        adapted,
+                    ),
+                )
+            )
+    return checks
+
+
+def parity(checks: list, n_points: int, cfg: BuildConfig, workers: Workers, progress: Progress) -> list[dict]:
+    """Per point: {task: worst errors over its checks}; raises ParityError (nothing
+    published) if any check exceeds the tolerance."""
+    bar = progress.add_task("parity", total=len(checks))
     tol = cfg.parity_tol if cfg.precision == "fp32" else FP16_TOL
-    results, failures = [], []
-    store = adapted.store(stage, src.family.name)
-    for p, aid in zip(points, adapted.ids):
-        ref = refs[p.signature]
-        # A pure function of engine, weights and inputs: memoised, so a repeated build skips it.
-        fields = {"engine": ref.key, "anchor": adapted.anchor["id"], "adaptation": aid, "seed": cfg.seed, "n": len(xs)}
-        errors = cache.memo_json(
-            "parity",
-            f"{ref.backend}/{ref.device}",
-            fields,
-            lambda p=p, aid=aid, ref=ref: check_point(src, p, ref, stage, store, aid, xs),
-        )
-        results.append(errors)
+    results: list[dict] = [{} for _ in range(n_points)]
+    failures = []
+    for (i, c), errors in zip(checks, workers.map(parity_one, [c for _, c in checks])):
+        for task, e in errors.items():
+            old = results[i].get(task)
+            results[i][task] = e if old is None or e["rel"] > old["rel"] else old
         worst = max(e["rel"] for e in errors.values())
         if not worst <= tol:  # also catches NaN
-            failures.append((worst, p.grid.name, p.signature))
+            failures.append((worst, c.point.grid.name, c.point.signature, "x".join(map(str, c.shape[1:]))))
         progress.advance(bar)
     if failures:
-        worst, name, sig = max(failures)
+        worst, name, sig, size = max(failures)
         raise ParityError(
-            f"{len(failures)} of {len(points)} grid points exceed the parity tolerance {tol:g} "
-            f"(relative to the output scale); worst {worst:.3g} at {name!r} (signature {sig}). "
-            f"Nothing was published."
+            f"{len(failures)} of {len(checks)} parity checks ({n_points} grid points) exceed the parity "
+            f"tolerance {tol:g} (relative to the output scale); worst {worst:.3g} at {name!r} "
+            f"(signature {sig}, {size} input). Nothing was published."
         )
     return results
 
 
 @torch.no_grad()
 def check_point(
-    src: Source, p: Point, engine: EngineRef, stage: Path, store: WeightStore, aid: str, xs: np.ndarray
+    src: Source, p: Point, backend: str, engine: Path, store: WeightStore, aid: str, xs: np.ndarray
 ) -> dict:
     """Engine with the point's stored weights bound vs the unfolded PyTorch tree model."""
+    src.family.set_input_size(src.models, xs.shape[-2:])
     refs = [o.numpy() for o in src.family.reference(src.models, torch.from_numpy(xs), p.spec, p.adaptation)]
     weights = store.weights(p.spec, store.adaptation(aid))
     # A fresh runner per point: one thread skips spinning up a thread pool each time.
-    with get_runner(engine.backend)(stage / engine.path, weights, threads=1) as runner:
+    with get_runner(backend)(engine, weights, threads=1) as runner:
         outs = [runner.run(x[None]) for x in xs]
     return _errors(src.task_names, refs, outs)
 
@@ -407,7 +488,7 @@ def _errors(names: list[str], refs: list[np.ndarray], outs: list[list[np.ndarray
     return errs
 
 
-def samples(src: Source, cache: CompileCache, stage: Path, n: int = 48) -> None:
+def samples(src: Source, cache: CompileCache, stage: Path, n: int | None = None) -> None:
     """Sample frames for `runtime run --source synthetic` (the runtime cannot render:
     the scene generator lives in the trainer): RGB uint8, larger than a small
     network's input as a camera's would be (4x, at most 256 px; a large input's own
@@ -416,6 +497,7 @@ def samples(src: Source, cache: CompileCache, stage: Path, n: int = 48) -> None:
 
     data, side = src.fit_cfg.data, max(src.shape[1:])
     size = max(side, min(4 * side, 256))
+    n = n or (48 if size <= 256 else 16)  # large frames: fewer (rendering ~0.4 s and ~0.3 MB each)
     fields = {
         "n": n,
         "size": size,
@@ -621,15 +703,28 @@ def _compile(
     timed: Stages,
     console: Console,
 ) -> Compiled:
-    with _progress(console) as progress:
+    precision = builder.graph_precision(cfg.precision)
+    small_shape = (src.shape[0], cfg.parity_size, cfg.parity_size) if _small_parity(cfg, src) else None
+    with _progress(console) as progress, Workers(cfg, src, cache) as workers:
         with timed("adapt"):
             adapted = adapt(src, plan.points, stage, progress)
         with timed("export"):
-            graphs = export(src, plan.specs, builder.graph_precision(cfg.precision), cache, stage, progress)
+            graphs = export(src, plan.specs, precision, src.shape, workers, progress, "export")
+            bundle_graphs(graphs, stage)
+            if small_shape:
+                small_graphs = export(src, plan.specs, precision, small_shape, workers, progress, "export-s")
         with timed("engine"):
-            refs = engines(src, graphs, builder, cfg, cache, stage, progress)
+            entries = engines(src, graphs, builder, cfg, cache, src.shape, progress)
+            refs = bundle_engines(src, entries, builder, cfg, stage)
+            full = {sig: (stage / refs[sig].path, entries[sig].key) for sig in refs}
+            small = None
+            if small_shape:
+                small_entries = engines(src, small_graphs, builder, cfg, cache, small_shape, progress, "engine-s")
+                small = {sig: (e.path, e.key) for sig, e in small_entries.items()}
         with timed("parity"):
-            errors = parity(src, plan.points, adapted, refs, cfg, cache, stage, progress)
+            checks = parity_checks(src, plan, adapted, full, small, cfg, stage)
+            errors = parity(checks, len(plan.points), cfg, workers, progress)
+            src.family.set_input_size(src.models, src.shape[1:])
     with timed("samples"):
         samples(src, cache, stage)
     hypernets = None
@@ -637,3 +732,7 @@ def _compile(
         with timed("hypernets"):
             hypernets = export_hypernets(src.models, stage)
     return Compiled(plan, graphs, refs, adapted, errors, hypernets)
+
+
+def _small_parity(cfg: BuildConfig, src: Source) -> bool:
+    return cfg.parity_size is not None and cfg.parity_size < min(src.shape[1:])

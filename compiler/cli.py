@@ -56,7 +56,21 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="compile cache directory (default: ~/.cache/edgemtl/compile or $EDGEMTL_CACHE), shared by every bundle",
     )
-    b.add_argument("--jobs", type=int, default=1, help="engine builds in parallel (default 1)")
+    b.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="worker processes for export and parity, threads for engine builds (default 1; each "
+        "process loads the checkpoint: worth it for paper-scale models, not for 32x32 ones)",
+    )
+    b.add_argument(
+        "--parity-size",
+        type=int,
+        default=None,
+        metavar="S",
+        help="check every grid point's weights on an SxS input (a small graph + engine per signature) "
+        "and each signature's first point at full size (default: every point at full size)",
+    )
     b.add_argument(
         "--parity-tol", type=float, default=1e-4, help="fp32 parity budget: max abs error / output scale (default 1e-4)"
     )
@@ -113,6 +127,7 @@ def _build(args, console: Console) -> None:
         precision=args.precision,
         cache=args.cache,
         jobs=args.jobs,
+        parity_size=args.parity_size,
         parity_tol=args.parity_tol,
         workspace_mb=args.workspace_mb,
     )

@@ -227,11 +227,18 @@ class Runtime:
         return self.weights.weights(self.manifest.signatures[entry.signature].tree, adaptation)
 
     def _load(self, entry: GridEntry, adaptation: dict | None = None) -> tuple[Runner, int]:
-        """(activated runner, the resident memory it added): folding + engine load + binding."""
+        """(activated runner, the resident memory it added): folding + engine load + binding
+        + one run on a blank frame, so the first real frame on it pays no first-run costs
+        (ONNX Runtime sizes its arena then) and the pool is charged the arena too."""
         with Growth() as grown:
             path = self.engine_path(entry.signature)
             weights = self._weights(entry, adaptation)
             runner = get_runner(self.backend)(path, weights, threads=self.threads).activate()
+            try:
+                runner.run(np.zeros((1, *self.manifest.input.shape), np.float32))
+            except Exception:
+                runner.close()
+                raise
         return runner, max(grown.bytes or 0, npz_bytes(weights))
 
     def _pooled(self, entry: GridEntry, adaptation: dict | None) -> tuple[PoolItem, bool]:

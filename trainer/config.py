@@ -34,6 +34,20 @@ class DataConfig:
     seed: int = 0
     max_objects: int = 4
     cache_dir: str | None = None  # None: ~/.cache/edgemtl/scenes
+    # (H, W) of the frames the compiled bundle takes; None: size x size. The nets are
+    # fully convolutional, so a model trained on size x size crops deploys at the
+    # camera's resolution (the paper-scale configs train small and deploy at 288x384).
+    deploy_size: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        ds = self.deploy_size
+        if ds is not None and (len(ds) != 2 or not all(isinstance(v, int) and v > 0 for v in ds)):
+            raise TrainerError(f"data.deploy_size: expected [height, width] in pixels, found {list(ds)}")
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """(H, W) of the deployed input."""
+        return tuple(self.deploy_size) if self.deploy_size else (self.size, self.size)
 
 
 @dataclass(frozen=True)

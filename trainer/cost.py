@@ -11,15 +11,16 @@ from edgecore.tree import used_nodes
 from trainer.models.blocks import count_params
 
 
-def flops(fn, size: int) -> float:
-    """FLOPs of `fn` on one size x size RGB frame."""
+def flops(fn, size: int | tuple[int, int]) -> float:
+    """FLOPs of `fn` on one RGB frame of size x size (or (H, W))."""
+    hw = (size, size) if isinstance(size, int) else tuple(size)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        fn(torch.zeros(1, 3, size, size))
+        fn(torch.zeros(1, 3, *hw))
     return float(counter.get_total_flops())
 
 
-def tree_cost(anchor, tree, size: int) -> tuple[int, float]:
+def tree_cost(anchor, tree, size: int | tuple[int, int]) -> tuple[int, float]:
     """(params of the used, unfolded nodes + heads, batch-1 FLOPs) of `tree`."""
     used = used_nodes(tree)
     params = sum(count_params(anchor.node(l, i)) for l, row in enumerate(used) for i, u in enumerate(row) if u)

@@ -53,10 +53,14 @@ class ModelFamily(ABC):
     def adaptation_arrays(self, spec, adaptation) -> dict[str, np.ndarray]: ...
 
     @abstractmethod
-    def cost(self, models, spec, size: int) -> tuple[int, float]: ...
+    def cost(self, models, spec, size: int | tuple[int, int]) -> tuple[int, float]: ...
 
     @abstractmethod
     def reference(self, models, x: torch.Tensor, spec, adaptation=None) -> list[torch.Tensor]: ...
+
+    def set_input_size(self, models, hw) -> None:
+        """Dense outputs match inputs of (H, W) from now on (deploy or parity resolution)."""
+        models.anchor.set_output_size(tuple(hw))
 
 
 class DymuTree(ModelFamily):

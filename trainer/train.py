@@ -554,7 +554,7 @@ def fit(cfg: FitConfig, out: str | Path) -> Path:
         getattr(f, f"stage_{name}")()
     scaling, affinity = f.state("scaling"), f.state("affinity")
     input_spec = {
-        "shape": [3, cfg.data.size, cfg.data.size],
+        "shape": [3, *cfg.data.input_hw],
         "dtype": "uint8",
         "colour_order": "RGB",
         "scale": 1 / 255,

@@ -1,5 +1,6 @@
 """End to end on the tiny run: dedup, parity, cache reuse, corruption, concurrency."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -104,9 +105,12 @@ def test_wrong_folding_fails_parity_and_publishes_nothing(tiny_run, tmp_path, mo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
 
 
-def test_one_corrupt_delta_fails_the_build(tiny_run, tmp_path, monkeypatch):
+@pytest.mark.parametrize("parity_size", [None, 8])
+def test_one_corrupt_delta_fails_the_build(tiny_run, tmp_path, monkeypatch, parity_size):
     """Parity checks every grid point's stored adaptation, not just one per signature:
-    one wrong delta among 21 points fails the build."""
+    one wrong delta among 21 points fails the build, also when the weight sets are
+    checked on a smaller input (--parity-size) and only each signature's first point
+    at full size."""
     from trainer.families import DymuTree
 
     real, calls = DymuTree.adaptation_arrays, []
@@ -120,9 +124,25 @@ def test_one_corrupt_delta_fails_the_build(tiny_run, tmp_path, monkeypatch):
         return arrays
 
     monkeypatch.setattr(DymuTree, "adaptation_arrays", one_wrong)
-    with pytest.raises(ParityError, match="1 of 21 grid points exceed"):
-        build(_cfg(tiny_run, tmp_path / "b", tmp_path / "cache"))
+    cfg = dataclasses.replace(_cfg(tiny_run, tmp_path / "b", tmp_path / "cache"), parity_size=parity_size)
+    with pytest.raises(ParityError, match=r"[12] of \d+ parity checks \(21 grid points\) exceed"):
+        build(cfg)
     assert not (tmp_path / "b").exists()
+
+
+def test_worker_processes_build_the_same_bundle(tiny_bundle, tiny_run, tmp_path):
+    """--jobs 2 exports and checks parity in two spawned processes: same graphs,
+    weights and parity results as the inline build, and their cache counts come back."""
+    cfg = dataclasses.replace(_cfg(tiny_run, tmp_path / "b", tmp_path / "cache"), jobs=2, parity_size=8)
+    rep = build(cfg)
+    a, b = load_manifest(tiny_bundle[0]), load_manifest(tmp_path / "b")
+    assert [(e.signature, e.adaptation) for e in a.grid] == [(e.signature, e.adaptation) for e in b.grid]
+    assert {s: v.engines[0].key for s, v in a.signatures.items()} == {
+        s: v.engines[0].key for s, v in b.signatures.items()
+    }
+    n_sigs = len(b.signatures)
+    assert rep.cache["graphs"]["built"] == 2 * n_sigs  # full-size and 8x8 graphs, exported by the workers
+    assert rep.cache["parity"]["built"] + rep.cache["parity"]["hit"] == 21 + n_sigs
 
 
 def test_manifest_records_stages_and_device(tiny_bundle):

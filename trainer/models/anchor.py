@@ -62,6 +62,12 @@ class AnchorNet(nn.Module):
         cout = backbone.layers[-1].channels
         self.heads = nn.ModuleList(make_head(t.kind, cout, head_channels, t.channels, image_size) for t in tasks)
 
+    def set_output_size(self, hw: tuple[int, int]) -> None:
+        """Dense heads upsample to (H, W): deploy at another resolution than the training crops."""
+        for head in self.heads:
+            if hasattr(head, "out_size"):
+                head.out_size = tuple(hw)
+
     def node(self, layer: int, stream: int) -> nn.Module:
         """Node (layer, stream): layer 0 is the stem, 1..L the blocks."""
         return self.stems[stream] if layer == 0 else self.blocks[layer - 1][stream]

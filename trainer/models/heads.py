@@ -18,7 +18,7 @@ class DenseHead(nn.Module):
     node (L, j) only and refines after upsampling instead.
     """
 
-    def __init__(self, cin: int, channels: int, n_out: int, out_size: int):
+    def __init__(self, cin: int, channels: int, n_out: int, out_size: int | tuple[int, int]):
         super().__init__()
         self.aspp1 = ConvBN(cin, channels, 1)
         self.aspp2 = ConvBN(cin, channels, 3, dilation=2)
@@ -26,7 +26,7 @@ class DenseHead(nn.Module):
         self.project = ConvBN(3 * channels, channels, 1)
         self.refine = ConvBN(channels, channels, 3)
         self.classifier = nn.Conv2d(channels, n_out, 1)
-        self.out_size = out_size
+        self.out_size = out_size  # int (square) or (H, W): the input size the outputs match
 
     def forward(self, x):
         size = x.shape[-2:]
@@ -34,7 +34,8 @@ class DenseHead(nn.Module):
         y = self.project(torch.cat([self.aspp1(x), self.aspp2(x), pooled], 1))
         y = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
         y = self.classifier(self.refine(y))
-        return F.interpolate(y, size=(self.out_size, self.out_size), mode="bilinear", align_corners=False)
+        size = (self.out_size, self.out_size) if isinstance(self.out_size, int) else tuple(self.out_size)
+        return F.interpolate(y, size=size, mode="bilinear", align_corners=False)
 
 
 class LinearHead(nn.Module):

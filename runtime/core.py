@@ -242,7 +242,7 @@ class Runtime:
         return runner, max(grown.bytes or 0, npz_bytes(weights))
 
     def _pooled(self, entry: GridEntry, adaptation: dict | None) -> tuple[PoolItem, bool]:
-        """(warm pool item for `entry`, was warm); rebinds an idle runner of the same
+        """(pinned warm pool item for `entry`, was warm); rebinds an idle runner of the same
         signature in place where the backend makes that cheap (TensorRT refit)."""
         key = (entry.signature, entry.adaptation)
         if backend(self.backend).rebinds_in_place:
@@ -253,8 +253,8 @@ class Runtime:
                 except Exception:
                     idle.runner.close()
                     raise
-                return self.pool.put(key, idle)
-        return self.pool.get(key, lambda: self._load(entry, adaptation))
+                return self.pool.put(key, idle, pin=True)
+        return self.pool.get(key, lambda: self._load(entry, adaptation), pin=True)
 
     def _request(self, sel: Selection, why: str, adaptation: dict | None, wait: bool, budget) -> Selection | Swap:
         with self._lock:
@@ -281,14 +281,19 @@ class Runtime:
         except Exception as exc:  # noqa: BLE001 - reported to whoever waits on the swap
             swap.finish("failed", exc)
             return
-        swap.finish("active" if self._install(swap, item) else "superseded")
+        if self._install(swap, item):
+            swap.finish("active")
+        else:
+            self.pool.unpin(item)  # stays warm for a later request
+            swap.finish("superseded")
 
     def _install(self, swap: Swap, item: PoolItem) -> bool:
+        """Makes the (already pinned) item active unless a newer request exists. The active
+        runner stays pinned, so eviction never closes it; it is unpinned once replaced."""
         sel = swap.selection
         with self._lock:
             if swap.generation != self._generation:
                 return False
-            self.pool.pin(item)  # the active runner is never closed by eviction, only once replaced
             old, self._active = self._active, Active(sel, item)
             self.budget_ms, swap.at_call = swap.budget, self.calls
             swap.switched = old is None or old.item is not item or old.selection.entry != sel.entry

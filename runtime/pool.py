@@ -34,24 +34,30 @@ class WarmPool:
     def nbytes(self) -> int:
         return sum(i.nbytes for i in self.items.values())
 
-    def get(self, key: Hashable, load: Callable[[], tuple[Runner, int]]) -> tuple[PoolItem, bool]:
+    def get(self, key: Hashable, load: Callable[[], tuple[Runner, int]], pin: bool = False) -> tuple[PoolItem, bool]:
         """(item, was warm). `load` returns an activated runner and the resident memory
         it added (runtime.memory); it runs outside the lock, so a cold load does not
-        stall calls on warm engines."""
+        stall calls on warm engines. `pin`: the item comes back pinned (atomically, so
+        no concurrent eviction can close it before the caller uses it)."""
         with self.lock:
             if key in self.items:
                 self.items.move_to_end(key)
                 self.hits += 1
-                return self.items[key], True
+                return self._pinned(self.items[key], pin), True
         runner, nbytes = load()
         with self.lock:
             if key in self.items:  # loaded twice concurrently: keep the first
                 runner.close()
-                return self.items[key], True
+                return self._pinned(self.items[key], pin), True
             self.misses += 1
-            item = self.items[key] = PoolItem(runner, nbytes)
+            item = self.items[key] = self._pinned(PoolItem(runner, nbytes), pin)
             self._evict(keep=key)
             return item, False
+
+    @staticmethod
+    def _pinned(item: PoolItem, pin: bool) -> PoolItem:
+        item.pins += int(pin)
+        return item
 
     def take_idle(self, match: Callable[[Hashable], bool]) -> PoolItem | None:
         """Removes and returns the least recently used unpinned item whose key matches
@@ -62,14 +68,14 @@ class WarmPool:
                     return self.items.pop(key)
         return None
 
-    def put(self, key: Hashable, item: PoolItem) -> tuple[PoolItem, bool]:
+    def put(self, key: Hashable, item: PoolItem, pin: bool = False) -> tuple[PoolItem, bool]:
         """Adds an item taken with `take_idle` back under its new key; (item, False)."""
         with self.lock:
             if key in self.items:  # loaded meanwhile by someone else: keep theirs
                 item.runner.close()
-                return self.items[key], True
+                return self._pinned(self.items[key], pin), True
             self.misses += 1
-            self.items[key] = item
+            self.items[key] = self._pinned(item, pin)
             self._evict(keep=key)
             return item, False
 

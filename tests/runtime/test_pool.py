@@ -73,3 +73,14 @@ def test_the_budget_counts_measured_bytes():
     for tag in "abc":
         pool.get(tag, _load(tag, nbytes=400))
     assert list(pool.items) == ["b", "c"] and pool.nbytes == 800 and pool.evictions == 1
+
+
+def test_an_item_fetched_pinned_survives_eviction_until_unpinned():
+    """A swap gets its item pinned in the same step as the lookup: a load on another
+    thread that overflows the budget cannot close it before it is installed."""
+    pool = WarmPool(150)
+    a, _ = pool.get("a", _load("a"), pin=True)
+    pool.get("b", _load("b"))  # over budget: a is evicted from the table but stays open
+    assert "a" not in pool.items and a.evicted and not a.runner.closed
+    pool.unpin(a)
+    assert a.runner.closed

@@ -143,7 +143,14 @@ def swaps_and_memory(bundle: Path, k: int) -> dict:
         points = _distinct(rt.manifest, k)
         cold = _timed_swaps(rt, points)
         memory = [item.nbytes for item in rt.pool.items.values()]
+        # What format 1's pool charged a session: engine file + weight set bytes.
+        estimate = [
+            rt.engine_path(e.signature).stat().st_size + sum(v.nbytes for v in rt.weights.entry_weights(e).values())
+            for e in points
+        ]
         hot = _timed_swaps(rt, points)
+        fresh = [e for e in _same_signature(rt.manifest, k + 1) if (e.signature, e.adaptation) not in rt.pool.items]
+        same_sig = _timed_swaps(rt, fresh)  # ONNX Runtime: one more session per weight set
     with runtime.load(bundle, "onnxruntime", pool_mb=1 << 20) as rt:
         background = []
         for e in _distinct(rt.manifest, k)[1:]:
@@ -156,7 +163,9 @@ def swaps_and_memory(bundle: Path, k: int) -> dict:
         "cold_swap_ms": pct(cold),
         "hot_swap_ms": pct(hot),
         "background_to_effect_ms": pct([b["ms"] for b in background]),
+        "weight_change_same_signature_ms": pct(same_sig),
         "memory_per_warm_subnetwork_mb": pct([m / 2**20 for m in memory]),
+        "file_size_estimate_mb": pct([m / 2**20 for m in estimate]),
         "anchor_mb": sum(f.stat().st_size for f in (bundle / "anchor").iterdir()) / 2**20,
     }
 
@@ -183,6 +192,14 @@ def _distinct(manifest, k: int) -> list:
             seen.add(e.signature)
             out.append(e)
     return out[:k]
+
+
+def _same_signature(manifest, k: int) -> list:
+    """Up to k grid points that share the signature with the most distinct weight sets."""
+    by_sig: dict[str, dict] = {}
+    for e in manifest.grid:
+        by_sig.setdefault(e.signature, {}).setdefault(e.adaptation, e)
+    return list(max(by_sig.values(), key=len).values())[:k]
 
 
 def _timed_swaps(rt, points) -> list[float]:
@@ -223,6 +240,8 @@ def camera(bundle: Path, seconds: float, wait: bool, fps: float = 30.0, every_s:
     swapping = [f["ms"] for f in frames if f["during_swap"]]
     return {
         "wait": wait,
+        "fps": fps,
+        "every_s": every_s,
         "frames": len(frames),
         "switches": i,
         "steady_ms": pct(steady),
@@ -245,17 +264,30 @@ def model(ckpt: Path, quick: bool) -> dict:
         built = builds(ckpt, grids, tmp, PARITY_SIZE, jobs_compare=True)
         bundle = tmp / f"bundle{max(grids)}"
         m = load_manifest(bundle)
+        lat = latency(bundle, 3 if quick else 10)
         return {
             "checkpoint": str(ckpt),
             "input": list(m.input.shape),
             "backbone": m.model.get("backbone"),
             "full_net": m.full_net,
             "builds": built,
-            "latency": latency(bundle, 3 if quick else 10),
+            "latency": lat,
             "swaps": swaps_and_memory(bundle, 4 if quick else 8),
             "ort_modes": ort_modes(bundle),
-            "camera": [camera(bundle, 20 if quick else 60, wait) for wait in (False, True)],
+            "camera": cameras(bundle, lat, 20 if quick else 60),
         }
+
+
+def cameras(bundle: Path, lat: dict, seconds: float) -> list[dict]:
+    """The issue's loop (30 FPS, a switch every second), then a rate this CPU sustains with
+    headroom (a frame every 3x the slowest sub-network's p50, a switch every 8 frames):
+    at 30 FPS paper-scale frames run back to back, so a background load can only take
+    cores from them; with headroom it runs in the idle time between frames."""
+    slow = max(r["p50"] for r in lat["rows"]) / 1e3
+    runs = [camera(bundle, seconds, wait) for wait in (False, True)]
+    fps = 1 / (3 * slow)
+    runs += [camera(bundle, seconds * 2, wait, fps=fps, every_s=8 / fps) for wait in (False, True)]
+    return runs
 
 
 def _n_tasks(ckpt: Path) -> int:
@@ -334,23 +366,26 @@ def _model_md(name: str, r: dict) -> list[str]:
     lines += [
         "",
         f"Swaps: cold (blocking) p50 {sw['cold_swap_ms']['p50']:.0f} ms, hot p50 {sw['hot_swap_ms']['p50']:.2f} ms, "
-        f"background request -> first frame on the new network p50 {sw['background_to_effect_ms']['p50']:.0f} ms. "
-        f"Resident memory per warm sub-network p50 {sw['memory_per_warm_subnetwork_mb']['p50']:.0f} MB "
-        f"(the anchor file: {sw['anchor_mb']:.0f} MB).",
+        f"background request -> first frame on the new network p50 {sw['background_to_effect_ms']['p50']:.0f} ms, "
+        f"weight change on one signature (ONNX Runtime: a new session) p50 "
+        f"{sw['weight_change_same_signature_ms']['p50']:.0f} ms. Resident memory per warm sub-network p50 "
+        f"{sw['memory_per_warm_subnetwork_mb']['p50']:.0f} MB, where file sizes (what the pool counted before) "
+        f"say {sw['file_size_estimate_mb']['p50']:.0f} MB; the anchor, held once: {sw['anchor_mb']:.0f} MB.",
         "",
         "| ONNX Runtime session options | RSS per warm sub-network MB (median) | folded weights MB | "
         "load + first run ms | run ms |",
         "|---|---|---|---|---|",
         *[_mode_row(m) for m in r["ort_modes"]],
         "",
-        "| camera loop (30 FPS, switch every 1 s) | frames | switches | steady p50 / p99 ms | during swap p50 / p99 ms "
+        "| camera loop | swaps | frames | switches | steady p50 / p99 ms | during swap p50 / p99 ms "
         "| p99 all / steady |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     for c in r["camera"]:
         d, st = c["during_swap_ms"], c["steady_ms"]
         lines.append(
-            f"| {'blocking (wait=True)' if c['wait'] else 'background (wait=False)'} | {c['frames']} | "
+            f"| {c['fps']:.3g} FPS, switch every {c['every_s']:.3g} s | "
+            f"{'blocking (wait=True)' if c['wait'] else 'background (wait=False)'} | {c['frames']} | "
             f"{c['switches']} | {st['p50']:.1f} / {st['p99']:.1f} | {d['p50']:.1f} / {d['p99']:.1f} | "
             f"{c['p99_all_over_steady']:.2f} |"
         )

@@ -182,11 +182,12 @@ class Runtime:
 
     def set_budget(self, latency_ms: float, r=None, wait: bool = True) -> Selection | Swap:
         """Most capable point whose calibrated latency on this device fits `latency_ms`,
-        for task weights `r` (default: the current point's). If nothing fits, the
+        for task weights `r` (default: those of the latest request, loaded or not). If nothing fits, the
         fastest point is chosen and `selection.fits` is False. `wait` as in set_preference."""
         if not isinstance(latency_ms, (int, float)) or not np.isfinite(latency_ms) or latency_ms <= 0:
             raise EdgeRuntimeError(f"budget must be a positive number of milliseconds, found {latency_ms!r}")
-        r = self.current.entry.r if r is None else validate_preference(r, 0.0, len(self.task_names)).r
+        # Default: the latest request's task weights (a preference swap may still be loading).
+        r = self._target.entry.r if r is None else validate_preference(r, 0.0, len(self.task_names)).r
         sel = within_budget(self.manifest, self.latency_table(), float(latency_ms), r)
         return self._request(sel, "budget", None, wait, budget=float(latency_ms))
 
@@ -259,6 +260,7 @@ class Runtime:
     def _request(self, sel: Selection, why: str, adaptation: dict | None, wait: bool, budget) -> Selection | Swap:
         with self._lock:
             self._generation += 1
+            self._target = sel  # what the runtime is heading for
             swap = Swap(sel, why, adaptation, self._generation, budget)
         if wait:
             self._prepare(swap)
@@ -279,6 +281,9 @@ class Runtime:
         try:
             item, swap.warm = self._pooled(swap.selection.entry, swap.adaptation)
         except Exception as exc:  # noqa: BLE001 - reported to whoever waits on the swap
+            with self._lock:
+                if swap.generation == self._generation and self._active is not None:
+                    self._target = self._active.selection  # nothing changed: head for what runs
             swap.finish("failed", exc)
             return
         if self._install(swap, item):

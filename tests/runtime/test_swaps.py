@@ -124,3 +124,21 @@ def test_close_supersedes_queued_swaps(bundle, gated):
     gate.set()
     rt.close()
     assert queued.wait(30) is queued.selection and queued.state == "superseded"
+
+
+def test_a_budget_after_a_pending_preference_uses_the_requested_task_weights(bundle, gated):
+    from runtime.resolve import within_budget
+    from tests.conftest import write_latency
+
+    gate, started = gated
+    with runtime.load(bundle) as rt:
+        m = rt.manifest
+        write_latency(bundle, "onnxruntime", rt.device(), {s: 1.0 for s in m.signatures})
+        target = next(e for e in m.grid if e.r != rt.current.entry.r and e.signature != rt.current.entry.signature)
+        rt.set_preference(target.r, target.c, wait=False)
+        assert started.wait(30)
+        budget = rt.set_budget(5.0, wait=False)  # the preference has not loaded yet
+        assert budget.selection.entry == within_budget(m, rt.latency_table(), 5.0, target.r).entry
+        gate.set()
+        budget.wait(30)
+        assert rt.current.entry == budget.selection.entry and rt.budget_ms == 5.0

@@ -11,6 +11,7 @@ cache counts travel back with its result. With jobs=1 everything runs inline.
 from __future__ import annotations
 
 import multiprocessing
+import pickle
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Iterable, Iterator
 
@@ -29,9 +30,9 @@ def _init(cfg) -> None:
     _WORKER["src"] = load(cfg, engine_builder(cfg, cache))
 
 
-def _call(fn: Callable, root: str, strict: bool, item) -> tuple[Any, dict]:
+def _call(fn: Callable, root: str, strict: bool, payload: bytes) -> tuple[Any, dict]:
     cache = CompileCache(root, strict)
-    return fn(_WORKER["src"], cache, item), cache.stats
+    return fn(_WORKER["src"], cache, pickle.loads(payload)), cache.stats
 
 
 def merge_stats(into: dict, stats: dict) -> None:
@@ -64,7 +65,10 @@ class Workers:
             for item in items:
                 yield fn(self.src, self.cache, item)
             return
-        futures = [self.pool.submit(_call, fn, str(self.cache.root), self.cache.strict, item) for item in items]
+        # Items go as plain pickle bytes: torch's multiprocessing pickler would share every
+        # tensor through a file descriptor, and a 198-point grid's deltas exhaust the fd limit.
+        root, strict = str(self.cache.root), self.cache.strict
+        futures = [self.pool.submit(_call, fn, root, strict, pickle.dumps(item)) for item in items]
         for future in futures:
             result, stats = future.result()
             merge_stats(self.cache.stats, stats)

@@ -274,7 +274,7 @@ def model(ckpt: Path, quick: bool) -> dict:
             "latency": lat,
             "swaps": swaps_and_memory(bundle, 4 if quick else 8),
             "ort_modes": ort_modes(bundle),
-            "camera": cameras(bundle, lat, 20 if quick else 60),
+            "camera": cameras(bundle, lat, 20 if quick else 30),
         }
 
 
@@ -308,6 +308,12 @@ def markdown(res: dict) -> str:
     for name, r in res["models"].items():
         lines += _model_md(name, r)
     return "\n".join(lines) + "\n"
+
+
+def _p(stats: dict, key: str = "p50", fmt: str = ".0f") -> str:
+    """A percentile for the tables, or n/a when nothing was measured (e.g. no signature
+    with a second weight set)."""
+    return format(stats[key], fmt) if key in stats else "n/a"
 
 
 def _model_md(name: str, r: dict) -> list[str]:
@@ -365,12 +371,12 @@ def _model_md(name: str, r: dict) -> list[str]:
     )
     lines += [
         "",
-        f"Swaps: cold (blocking) p50 {sw['cold_swap_ms']['p50']:.0f} ms, hot p50 {sw['hot_swap_ms']['p50']:.2f} ms, "
-        f"background request -> first frame on the new network p50 {sw['background_to_effect_ms']['p50']:.0f} ms, "
-        f"weight change on one signature (ONNX Runtime: a new session) p50 "
-        f"{sw['weight_change_same_signature_ms']['p50']:.0f} ms. Resident memory per warm sub-network p50 "
-        f"{sw['memory_per_warm_subnetwork_mb']['p50']:.0f} MB, where file sizes (what the pool counted before) "
-        f"say {sw['file_size_estimate_mb']['p50']:.0f} MB; the anchor, held once: {sw['anchor_mb']:.0f} MB.",
+        f"Swaps: cold (blocking) p50 {_p(sw['cold_swap_ms'])} ms, hot p50 {_p(sw['hot_swap_ms'], fmt='.2f')} ms "
+        f"(p99 {_p(sw['hot_swap_ms'], 'p99', '.2f')}), background request -> first frame on the new network p50 "
+        f"{_p(sw['background_to_effect_ms'])} ms, weight change on one signature (ONNX Runtime: a new "
+        f"session) p50 {_p(sw['weight_change_same_signature_ms'])} ms. Resident memory per warm sub-network "
+        f"p50 {_p(sw['memory_per_warm_subnetwork_mb'])} MB, where file sizes (what the pool counted before) "
+        f"say {_p(sw['file_size_estimate_mb'])} MB; the anchor, held once: {sw['anchor_mb']:.0f} MB.",
         "",
         "| ONNX Runtime session options | RSS per warm sub-network MB (median) | folded weights MB | "
         "load + first run ms | run ms |",
@@ -386,8 +392,8 @@ def _model_md(name: str, r: dict) -> list[str]:
         lines.append(
             f"| {c['fps']:.3g} FPS, switch every {c['every_s']:.3g} s | "
             f"{'blocking (wait=True)' if c['wait'] else 'background (wait=False)'} | {c['frames']} | "
-            f"{c['switches']} | {st['p50']:.1f} / {st['p99']:.1f} | {d['p50']:.1f} / {d['p99']:.1f} | "
-            f"{c['p99_all_over_steady']:.2f} |"
+            f"{c['switches']} | {_p(st, fmt='.1f')} / {_p(st, 'p99', '.1f')} | {_p(d, fmt='.1f')} / "
+            f"{_p(d, 'p99', '.1f')} | {c['p99_all_over_steady'] or float('nan'):.2f} |"
         )
     return lines + [""]
 
@@ -421,11 +427,14 @@ def _mode_row(m: dict) -> str:
 def main(quick: bool = False, run: str | None = None, out=None, runs: str = "runs") -> dict:
     names = MODELS[:1] if quick else MODELS
     res = {"machine": machine(), "quick": quick, "parity_size": PARITY_SIZE, "models": {}}
-    for name in names:
-        res["models"][name] = model(ensure_run(name, Path(runs)), quick)
+    d = Path(out) if out else RESULTS / machine_id() / "scale"
+    ckpts = {name: ensure_run(name, Path(runs)) for name in names}
     if run is not None:
-        res["models"][Path(run).name] = model(Path(run) / "model.ckpt", quick)
-    d = write("scale", res, markdown(res), Path(out) if out else RESULTS / machine_id() / "scale")
+        ckpts[Path(run).name] = Path(run) / "model.ckpt"
+    for name, ckpt in ckpts.items():
+        res["models"][name] = model(ckpt, quick)
+        write("scale", res, "(partial: the run did not finish)\n", d)  # a crash later loses nothing
+    write("scale", res, markdown(res), d)
     plot(res, d / "latency_vs_flops.png")
     print(markdown(res))
     print(f"wrote {d}/scale.json and scale.md")

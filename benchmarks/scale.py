@@ -298,6 +298,7 @@ def _n_tasks(ckpt: Path) -> int:
 
 def per_point_bytes(sizes: dict) -> float | None:
     """Bundle bytes each grid point adds: (size at 198 - size at 66) / 132."""
+    sizes = {int(k): v for k, v in sizes.items()}  # JSON keys are strings
     if 66 in sizes and 198 in sizes:
         return (sizes[198]["total"] - sizes[66]["total"]) / 132
     return None
@@ -343,11 +344,12 @@ def _model_md(name: str, r: dict) -> list[str]:
             f"{mb('hypernets')} | {mb('samples')} | {mb('manifest.json')} |"
         )
     ppb = per_point_bytes(b["sizes"])
-    big = b["sizes"][max(b["sizes"])]
+    n_big = max(b["sizes"], key=int)  # JSON keys are strings: "66" > "198"
+    big = b["sizes"][n_big]
     base = big.get("anchor", 0) + big.get("graphs", 0) + big.get("engines", 0)
     lines += [
         "",
-        f"Bundle / (anchor + graphs + engines) at {max(b['sizes'])} points: {big['total'] / base:.2f}x"
+        f"Bundle / (anchor + graphs + engines) at {n_big} points: {big['total'] / base:.3f}x"
         + (f"; each added grid point: {ppb / 1024:.1f} KB." if ppb is not None else "."),
         "",
         "| signature | FLOPs (G) | params (M) | p50 ms | p90 ms |",

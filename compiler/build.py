@@ -78,7 +78,7 @@ class BuildConfig:
     parity_tol: float = 1e-4  # fp32: max abs error / output scale
     workspace_mb: int = 1024  # TensorRT builder workspace
     seed: int = 0
-    hypernets: bool = True  # export hypernets.onnx + anchor.npz for the runtime's exact mode
+    hypernets: bool = True  # export hypernets.onnx + hypernets.json for the runtime's exact mode
 
 
 @dataclass(frozen=True)

@@ -452,6 +452,7 @@ def parity(checks: list, n_points: int, cfg: BuildConfig, workers: Workers, prog
         if not worst <= tol:  # also catches NaN
             failures.append((worst, c.point.grid.name, c.point.signature, "x".join(map(str, c.shape[1:]))))
         progress.advance(bar)
+    _STORES.clear()  # the staged anchor is not needed after parity (hundreds of MB at paper scale)
     if failures:
         worst, name, sig, size = max(failures)
         raise ParityError(

@@ -401,40 +401,24 @@ def parity_one(src: Source, cache: CompileCache, c: Check) -> dict:
     return cache.memo_json("parity", f"{c.backend}/{src.device['device']}", fields, compute)
 
 
-def parity_checks(src: Source, plan: Plan, adapted: Adapted, full: dict, small: dict | None, cfg, stage: Path):
-    """Every point on its full-size engine; with `small` (--parity-size), every point on its
-    signature's small-input engine and each signature's first point at full size."""
-    full_points = range(len(plan.points))
-    if small is not None:
-        first = {}
-        for i, p in enumerate(plan.points):
-            first.setdefault(p.signature, i)
-        full_points = sorted(first.values())
-    checks = []
-    for engines_, indices, shape in ((full, full_points, src.shape), (small, range(len(plan.points)), None)):
-        if engines_ is None:
-            continue
-        shape = shape or (src.shape[0], cfg.parity_size, cfg.parity_size)
-        for i in indices:
-            p, (path, key) = plan.points[i], engines_[plan.points[i].signature]
-            checks.append(
-                (
-                    i,
-                    Check(
-                        p,
-                        adapted.ids[i],
-                        path,
-                        key,
-                        cfg.backend,
-                        tuple(shape),
-                        cfg.parity_inputs,
-                        cfg.seed,
-                        stage,
-                        adapted,
-                    ),
-                )
-            )
-    return checks
+def parity_checks(plan: Plan, adapted: Adapted, cfg: BuildConfig, stage: Path, full: tuple, small: tuple | None):
+    """(point index, Check) pairs; `full` and `small` are (input shape, {signature: (engine
+    path, engine key)}). Every point on its full-size engine; with `small` (--parity-size),
+    every point on its signature's small-input engine and each signature's first point at
+    full size."""
+
+    def check(i: int, shape: tuple, engines_: dict) -> tuple[int, Check]:
+        p = plan.points[i]
+        path, key = engines_[p.signature]
+        return i, Check(p, adapted.ids[i], path, key, cfg.backend, shape, cfg.parity_inputs, cfg.seed, stage, adapted)
+
+    everything = range(len(plan.points))
+    if small is None:
+        return [check(i, *full) for i in everything]
+    first: dict[str, int] = {}
+    for i, p in enumerate(plan.points):
+        first.setdefault(p.signature, i)
+    return [check(i, *full) for i in sorted(first.values())] + [check(i, *small) for i in everything]
 
 
 def parity(checks: list, n_points: int, cfg: BuildConfig, workers: Workers, progress: Progress) -> list[dict]:
@@ -621,9 +605,13 @@ def copy_entry(src: Path, dst: Path) -> None:
     try:
         shutil.copyfile(src, dst)
     except FileNotFoundError:
-        raise CompilerError(
-            f"cache entry {src} vanished while this build read it (was the cache pruned meanwhile?); rerun the build"
-        ) from None
+        raise _vanished(src) from None
+
+
+def _vanished(entry: Path) -> CompilerError:
+    return CompilerError(
+        f"cache entry {entry} vanished while this build read it (was the cache pruned meanwhile?); rerun the build"
+    )
 
 
 def weightless_copy(src: Path, dst: Path, weight_names) -> None:
@@ -635,7 +623,7 @@ def weightless_copy(src: Path, dst: Path, weight_names) -> None:
     try:
         model = onnx.load(str(src))
     except FileNotFoundError:
-        raise CompilerError(f"cache entry {src} vanished while this build read it; rerun the build") from None
+        raise _vanished(src) from None
     missing = externalise(model, set(weight_names))
     if missing:
         raise CompilerError(f"graph {src.name} lacks weights {sorted(missing)[:3]} its cache entry lists")
@@ -717,13 +705,13 @@ def _compile(
         with timed("engine"):
             entries = engines(src, graphs, builder, cfg, cache, src.shape, progress)
             refs = bundle_engines(src, entries, builder, cfg, stage)
-            full = {sig: (stage / refs[sig].path, entries[sig].key) for sig in refs}
+            full = (src.shape, {sig: (stage / refs[sig].path, entries[sig].key) for sig in refs})
             small = None
             if small_shape:
                 small_entries = engines(src, small_graphs, builder, cfg, cache, small_shape, progress, "engine-s")
-                small = {sig: (e.path, e.key) for sig, e in small_entries.items()}
+                small = (small_shape, {sig: (e.path, e.key) for sig, e in small_entries.items()})
         with timed("parity"):
-            checks = parity_checks(src, plan, adapted, full, small, cfg, stage)
+            checks = parity_checks(plan, adapted, cfg, stage, full, small)
             errors = parity(checks, len(plan.points), cfg, workers, progress)
             src.family.set_input_size(src.models, src.shape[1:])
     with timed("samples"):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecore.arrays import arrays_id
+from edgecore.arrays import arrays_id, nbytes
 from edgecore.family import DEFAULT_FAMILY, get_family
 from edgecore.fileio import file_sha256
 from edgecore.paths import confine
@@ -41,7 +41,7 @@ from runtime.pool import PoolItem, WarmPool
 from runtime.prefs import validate_preference
 from runtime.preprocess import preprocess
 from runtime.resolve import Selection, nearest, r_distance, within_budget
-from runtime.weights import WeightStore, npz_bytes
+from runtime.weights import WeightStore
 
 RECENT_CALLS = 10_000  # latency percentiles cover the last this-many calls
 
@@ -136,7 +136,7 @@ class Runtime:
         self._generation = 0  # number of the latest swap request
         self._loader = ThreadPoolExecutor(1, thread_name_prefix="edgemtl-swap")  # background swaps, in order
         first = self.manifest.grid[0]
-        self._swap(Selection(first, 0.0, "first grid point"), "load")
+        self._request(Selection(first, 0.0, "first grid point"), "load", None, wait=True, budget=None)
 
     # -- resolution -------------------------------------------------------------------
     def set_preference(self, r, c: float, exact: bool = False, wait: bool = True) -> Selection | Swap:
@@ -222,25 +222,20 @@ class Runtime:
             raise EdgeRuntimeError(f"engine {path} is corrupt (sha256 differs from the manifest): rebuild the bundle")
         return path
 
-    def _weights(self, entry: GridEntry, adaptation: dict | None) -> dict:
-        if adaptation is None:
-            return self.weights.entry_weights(entry)
-        return self.weights.weights(self.manifest.signatures[entry.signature].tree, adaptation)
-
     def _load(self, entry: GridEntry, adaptation: dict | None = None) -> tuple[Runner, int]:
         """(activated runner, the resident memory it added): folding + engine load + binding
         + one run on a blank frame, so the first real frame on it pays no first-run costs
         (ONNX Runtime sizes its arena then) and the pool is charged the arena too."""
         with Growth() as grown:
             path = self.engine_path(entry.signature)
-            weights = self._weights(entry, adaptation)
+            weights = self.weights.entry_weights(entry, adaptation)
             runner = get_runner(self.backend)(path, weights, threads=self.threads).activate()
             try:
                 runner.run(np.zeros((1, *self.manifest.input.shape), np.float32))
             except Exception:
                 runner.close()
                 raise
-        return runner, max(grown.bytes or 0, npz_bytes(weights))
+        return runner, max(grown.bytes or 0, nbytes(weights))
 
     def _pooled(self, entry: GridEntry, adaptation: dict | None) -> tuple[PoolItem, bool]:
         """(pinned warm pool item for `entry`, was warm); rebinds an idle runner of the same
@@ -250,7 +245,7 @@ class Runtime:
             idle = self.pool.take_idle(lambda k: k[0] == entry.signature and k != key)
             if idle is not None:
                 try:
-                    idle.runner.bind(self._weights(entry, adaptation))
+                    idle.runner.bind(self.weights.entry_weights(entry, adaptation))
                 except Exception:
                     idle.runner.close()
                     raise
@@ -267,10 +262,6 @@ class Runtime:
             return swap.wait()
         self._loader.submit(self._prepare, swap)
         return swap
-
-    def _swap(self, sel: Selection, why: str, adaptation: dict | None = None) -> Selection:
-        """Blocking switch on the caller's thread (the first load, and wait=True)."""
-        return self._request(sel, why, adaptation, True, self.budget_ms)
 
     def _prepare(self, swap: Swap) -> None:
         """Loads (or finds warm) the swap's sub-network, then installs it unless a newer

@@ -32,10 +32,10 @@ class ExactResolver:
             self.session = ort.InferenceSession(str(files["graph"]), so, providers=["CPUExecutionProvider"])
         except Exception as exc:  # missing files, bad JSON/npz/onnx: one message
             raise EdgeRuntimeError(f"bundle hypernets are unreadable ({exc.__class__.__name__}: {exc})") from None
-        if not isinstance(plan, dict) or plan.get("version") != PLAN_VERSION:
+        version = plan.get("version") if isinstance(plan, dict) else None
+        if version != PLAN_VERSION:
             raise EdgeRuntimeError(
-                f"hypernets plan version {(plan or {}).get('version') if isinstance(plan, dict) else plan!r} "
-                f"is not supported (expected {PLAN_VERSION}): rebuild the bundle"
+                f"hypernets plan version {version!r} is not supported (expected {PLAN_VERSION}): rebuild the bundle"
             )
         self.n_tasks, self.layout = plan["n_tasks"], plan["layout"]
 

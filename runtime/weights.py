@@ -18,7 +18,7 @@ from typing import Mapping
 
 import numpy as np
 
-from edgecore.arrays import arrays_id, load_arrays, nbytes
+from edgecore.arrays import load_arrays
 from edgecore.family import get_family
 from edgecore.paths import confine
 from runtime.errors import EdgeRuntimeError
@@ -55,17 +55,15 @@ class WeightStore:
         except (ValueError, TypeError) as exc:
             raise EdgeRuntimeError(f"bundle weights do not fit signature spec {spec}: {exc}") from None
 
-    def entry_weights(self, entry) -> dict[str, np.ndarray]:
-        """The folded weight set of grid entry `entry`."""
-        return self.weights(self.manifest.signatures[entry.signature].tree, self.adaptation(entry.adaptation))
+    def entry_weights(self, entry, adaptation: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """The folded weight set of grid entry `entry`, with its stored adaptation or, for
+        an exact-mode entry, the given one."""
+        if adaptation is None:
+            adaptation = self.adaptation(entry.adaptation)
+        return self.weights(self.manifest.signatures[entry.signature].tree, adaptation)
 
     def _read(self, rel: str, what: str) -> dict[str, np.ndarray]:
         return load_arrays(confine(self.bundle, rel, what, EdgeRuntimeError), error=EdgeRuntimeError)
 
 
-def npz_bytes(weights: Mapping[str, np.ndarray]) -> int:
-    """Total array bytes of a weight set (what binding it costs at least)."""
-    return nbytes(weights)
-
-
-__all__ = ["ANCHOR_DIR", "DELTAS_DIR", "WeightStore", "arrays_id", "npz_bytes"]
+__all__ = ["ANCHOR_DIR", "DELTAS_DIR", "WeightStore"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from edgecore.cli import run_main
@@ -12,6 +13,8 @@ EPILOG = """examples:
   trainer fit --config scenes3 --out runs/scenes3          # shipped config by name
   trainer fit --config my.yaml --out runs/x --set train.edge.steps=2000
   trainer eval --run runs/scenes3                          # writes runs/scenes3/eval.json
+  trainer fit --config nyud-resnet34 --set data.root=/data/NYUD_MT --out runs/nyud
+  torchrun --nproc-per-node 2 -m trainer fit --config scenes3 --out runs/ddp   # data parallel
 
 Ctrl-C during fit keeps a partial checkpoint: rerun the same command to resume."""
 
@@ -25,9 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fit", help="run every training stage and write RUN_DIR/model.ckpt")
-    f.add_argument(
-        "--config", required=True, help="shipped config name (tiny, scenes3, scenes5, scenes3-bench) or a YAML file"
-    )
+    f.add_argument("--config", required=True, help=f"shipped config name ({', '.join(_shipped())}) or a YAML file")
     f.add_argument("--out", required=True, help="run directory (created; reused to resume)")
     f.add_argument(
         "--set",
@@ -46,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
         help="override an eval setting, e.g. n_prefs=50 or split=val (repeatable)",
     )
     return p
+
+
+def _shipped() -> list[str]:
+    from trainer.config import CONFIG_DIR
+
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
 def _eval_config(run: str, overrides: list[str]):
@@ -68,7 +75,9 @@ def _run(args) -> None:
         from trainer.config import load_config
         from trainer.train import fit
 
-        print(f"wrote {fit(load_config(args.config, args.set), args.out)}")
+        path = fit(load_config(args.config, args.set), args.out)
+        if os.environ.get("RANK", "0") == "0":  # torchrun: one line, from rank 0
+            print(f"wrote {path}")
     else:
         from trainer.evaluate import evaluate
 

@@ -24,10 +24,23 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Procedural scene dataset (see trainer/data/scenes.py)."""
+    """Which dataset, which of its tasks, and how samples become training crops.
 
+    `dataset` names an entry of trainer/data (scenes, nyud, pascal, cifar100); all but
+    the procedural scenes read files under `root`. n_*, seed, max_objects and
+    cache_dir shape the scenes only."""
+
+    dataset: str = "scenes"
+    root: str | None = None  # the dataset's folder (public benchmarks; nothing is downloaded)
     tasks: tuple[str, ...] = ("semseg", "depth", "normals")
-    size: int = 32
+    size: int = 32  # side of the square training crops (the scenes: their rendered size)
+    # Augmentation (None: the dataset's default): random scale relative to the deployed
+    # frame size, padding on every side, a random size x size crop, a horizontal flip.
+    augment: bool | None = None
+    scale_range: tuple[float, ...] | None = None
+    pad: int | None = None
+    flip: bool = True
+    workers: int = 4  # threads decoding and augmenting samples of one batch
     n_train: int = 2048
     n_val: int = 256
     n_test: int = 256
@@ -40,6 +53,9 @@ class DataConfig:
     deploy_size: tuple[int, ...] | None = None
 
     def __post_init__(self):
+        sr = self.scale_range
+        if sr is not None and (len(sr) != 2 or not 0 < sr[0] <= sr[1]):
+            raise TrainerError(f"data.scale_range: expected [low, high] with 0 < low <= high, found {list(sr)}")
         ds = self.deploy_size
         if ds is not None and (len(ds) != 2 or not all(isinstance(v, int) and v > 0 for v in ds)):
             raise TrainerError(f"data.deploy_size: expected [height, width] in pixels, found {list(ds)}")

@@ -30,11 +30,10 @@ from trainer.checkpoint import load_checkpoint
 from trainer.config import EvalConfig, FitConfig
 from trainer.cost import flops as count_flops
 from trainer.cost import tree_cost
-from trainer.data import load_split
+from trainer.data import get_tasks, open_split
 from trainer.models import Models
 from trainer.models.blocks import count_params
-from trainer.tasks import get_tasks
-from trainer.train import Split
+from trainer.models.heads import set_output_size
 
 _QUIET = not sys.stderr.isatty()  # transient bars print blank lines into logs
 
@@ -64,10 +63,12 @@ class Evaluator:
 
     def __init__(self, cfg: FitConfig, models: Models, payload: dict, split: str):
         self.cfg, self.models = cfg, models
-        self.tasks = get_tasks(cfg.data.tasks)
+        self.tasks = get_tasks(cfg.data.tasks, cfg.data.dataset)
         self.n = len(self.tasks)
         self.w = np.array(payload["loss_weights"])
-        self.data = Split(load_split(cfg.data, split), [t.name for t in self.tasks])
+        self.data = open_split(cfg.data, split)
+        for module in models.modules().values():  # outputs at the split's frame size
+            set_output_size(module, self.data.hw)
         self.anchor = models.anchor
         self.full_params = count_params(self.anchor)
         self._flops: dict = {}
@@ -89,7 +90,7 @@ class Evaluator:
         """(params, FLOPs) of the used nodes + heads for a batch-1 frame (cached per tree)."""
         key = canonical_tree(tree)
         if key not in self._flops:
-            self._flops[key] = tree_cost(self.anchor, tree, self.cfg.data.size)
+            self._flops[key] = tree_cost(self.anchor, tree, self.data.hw)
         return self._flops[key]
 
 
@@ -155,7 +156,7 @@ def _baseline_rows(ev: Evaluator, prefs: np.ndarray, ref) -> list[dict]:
     ]
     net = torch.nn.Sequential(*phn.network_modules())
     p_params = count_params(net)
-    p_flops = count_flops(lambda x: _phn_static(phn, x), ev.cfg.data.size)
+    p_flops = count_flops(lambda x: _phn_static(phn, x), ev.data.hw)
     phn_row = _row(
         "PHN-BN",
         [s[0] for s in scored],

@@ -4,6 +4,11 @@ Each task reads its ground truth from the dataset arrays under its own name.
 Losses are means over valid pixels; metrics accumulate over a whole split
 (`Metric.update` per batch, `Metric.value` at the end) so they are exact, not
 averages of per-batch averages.
+
+This module knows no dataset: each dataset (trainer/data/) declares its tasks
+from these parts. The public benchmarks use the masked losses and metrics, with
+the conventions of the multi-task codebases: IGNORE (255) in label maps, depth 0
+and zero-norm normals are invalid pixels.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from trainer.data.scenes import CLASSES
 from trainer.errors import TrainerError
 
 
@@ -94,19 +98,154 @@ class BinaryScore(Metric):
         return tp / max(tp + fp + fn, 1)
 
 
-def _seg_loss(pred, target):
+IGNORE = 255  # label value of unlabelled pixels (and of images a classification task skips)
+
+
+def _valid_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean of `values` where `valid`; 0 (with a gradient path) when nothing is valid,
+    e.g. a crop that holds no labelled pixel or a batch without a task's images."""
+    valid = valid.to(values.dtype)
+    return (values * valid).sum() / valid.sum().clamp_min(1.0)
+
+
+def ignore_ce_loss(pred, target):
+    """Cross-entropy over labelled pixels (or images): target IGNORE is skipped."""
+    target = target.long()
+    valid = target != IGNORE
+    per = F.cross_entropy(pred, target.masked_fill(~valid, 0), reduction="none")
+    return _valid_mean(per, valid)
+
+
+def masked_depth_loss(pred, target):
+    """L1 over pixels with a depth reading (0 = no reading, as the sensors deliver it)."""
+    return _valid_mean((pred[:, 0] - target).abs(), target > 0)
+
+
+def normals_l1_loss(pred, target):
+    """L1 between the unit-normalised prediction and the unit target, per component,
+    over pixels whose target has non-zero norm (the MTL codebases' normals loss)."""
+    valid = (target.norm(dim=1, keepdim=True) > 0).expand_as(target)
+    return _valid_mean((F.normalize(pred, dim=1) - target).abs(), valid)
+
+
+def balanced_bce(pos_weight: float | None = None):
+    """Binary cross-entropy with positives weighted w and negatives 1 - w (IGNORE
+    skipped), as the multi-task codebases weight edges and saliency: w is the batch's
+    fraction of negatives, or a fixed `pos_weight` (their edges: 0.95)."""
+
+    def loss(pred, target):
+        logits, target = pred[:, 0], target.float()
+        valid = target != IGNORE
+        pos = (target == 1) & valid
+        w = pos_weight if pos_weight is not None else 1 - pos.sum() / valid.sum().clamp_min(1)
+        w = torch.as_tensor(w, dtype=logits.dtype, device=logits.device)
+        per = F.binary_cross_entropy_with_logits(logits, pos.to(logits.dtype), reduction="none")
+        return _valid_mean(per * torch.where(pos, w, 1 - w), valid)
+
+    return loss
+
+
+class IgnoreMeanIoU(Metric):
+    """Mean IoU over classes present in the prediction or the labels, skipping IGNORE."""
+
+    def __init__(self, n_classes: int):
+        super().__init__("mIoU", True)
+        self.n = n_classes
+
+    def update(self, pred, target):
+        target = target.long().flatten()
+        valid = target != IGNORE
+        idx = target[valid] * self.n + pred.argmax(1).flatten()[valid]
+        self._add(torch.bincount(idx, minlength=self.n * self.n).reshape(self.n, self.n).double())
+
+    def value(self):
+        return MeanIoU.value(self)
+
+
+class MaskedRMSE(Metric):
+    def __init__(self):
+        super().__init__("RMSE", False)
+
+    def update(self, pred, target):
+        valid = target > 0
+        err = (pred[:, 0] - target)[valid] ** 2
+        self._add(torch.stack([err.sum(), torch.tensor(float(err.numel()))]).double())
+
+    def value(self):
+        return float((self.sums[0] / self.sums[1].clamp_min(1)).sqrt())
+
+
+class MaskedMeanAngle(Metric):
+    def __init__(self):
+        super().__init__("mean angle (deg)", False)
+
+    def update(self, pred, target):
+        valid = target.norm(dim=1) > 0
+        cos = (F.normalize(pred, dim=1) * target).sum(1).clamp(-1, 1)[valid]
+        deg = torch.rad2deg(torch.acos(cos))
+        self._add(torch.stack([deg.sum(), torch.tensor(float(deg.numel()))]).double())
+
+    def value(self):
+        return float(self.sums[0] / self.sums[1].clamp_min(1))
+
+
+class MaxF(Metric):
+    """F-measure at the best single threshold over the whole split (ODS), from
+    histograms of sigmoid scores on positive and negative pixels. Saliency uses
+    beta^2 = 0.3 (maxF); edges beta^2 = 1 without the boundary-matching tolerance
+    of the BSDS benchmark, so it is a pixel-exact (stricter) odsF."""
+
+    BINS = 100
+
+    def __init__(self, name: str, beta2: float):
+        super().__init__(name, True)
+        self.beta2 = beta2
+
+    def update(self, pred, target):
+        valid = target != IGNORE
+        score = torch.sigmoid(pred[:, 0].float())[valid]
+        pos = target[valid] == 1
+        bins = (score * self.BINS).long().clamp_max(self.BINS - 1)
+        hist = [torch.bincount(bins[m], minlength=self.BINS) for m in (pos, ~pos)]
+        self._add(torch.stack(hist).double())
+
+    def value(self):
+        # Above threshold k/BINS: cumulative counts from the top bin down.
+        tp, fp = (self.sums.flip(1).cumsum(1).flip(1)).unbind(0)
+        p = tp / (tp + fp).clamp_min(1)
+        r = tp / self.sums[0].sum().clamp_min(1)
+        f = (1 + self.beta2) * p * r / (self.beta2 * p + r).clamp_min(1e-12)
+        return float(f.max())
+
+
+class Accuracy(Metric):
+    """Top-1 accuracy over the images a classification task labels (IGNORE skipped)."""
+
+    def __init__(self):
+        super().__init__("accuracy", True)
+
+    def update(self, pred, target):
+        valid = target != IGNORE
+        hits = (pred.argmax(1) == target.long())[valid]
+        self._add(torch.stack([hits.sum(), torch.tensor(hits.numel())]).double())
+
+    def value(self):
+        return float(self.sums[0] / self.sums[1].clamp_min(1))
+
+
+def ce_loss(pred, target):
     return F.cross_entropy(pred, target.long())
 
 
-def _depth_loss(pred, target):
+def l1_depth_loss(pred, target):
     return F.l1_loss(pred[:, 0], target)
 
 
-def _normals_loss(pred, target):
+def cosine_normals_loss(pred, target):
     return (1 - (F.normalize(pred, dim=1) * target).sum(1)).mean()
 
 
-def _bce(pos_weight: float):
+def fixed_bce(pos_weight: float):
     def loss(pred, target):
         w = torch.tensor(pos_weight, device=pred.device)
         return F.binary_cross_entropy_with_logits(pred[:, 0], target.float(), pos_weight=w)
@@ -119,7 +258,7 @@ class TaskSpec:
     """What a task predicts and how it is scored."""
 
     name: str
-    kind: str  # segmentation | regression | normals | binary
+    kind: str  # segmentation | regression | normals | binary | classification
     channels: int
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     metric: Callable[[], Metric]
@@ -136,21 +275,12 @@ class TaskSpec:
         }
 
 
-TASKS: dict[str, TaskSpec] = {
-    "semseg": TaskSpec("semseg", "segmentation", len(CLASSES), _seg_loss, lambda: MeanIoU(len(CLASSES))),
-    "depth": TaskSpec("depth", "regression", 1, _depth_loss, RMSE),
-    "normals": TaskSpec("normals", "normals", 3, _normals_loss, MeanAngle),
-    # Edges are ~14% of pixels: pos_weight balances the classes roughly.
-    "edges": TaskSpec("edges", "binary", 1, _bce(4.0), lambda: BinaryScore("F1")),
-    "saliency": TaskSpec("saliency", "binary", 1, _bce(1.0), lambda: BinaryScore("IoU")),
-}
-
-
-def get_tasks(names) -> list[TaskSpec]:
-    """Looks tasks up by name; unknown names are an error listing the known ones."""
-    unknown = [n for n in names if n not in TASKS]
+def select_tasks(names, known: dict[str, TaskSpec], dataset: str) -> list[TaskSpec]:
+    """Looks tasks up by name among a dataset's `known` tasks; unknown names are an
+    error listing the known ones."""
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise TrainerError(f"unknown task(s) {unknown}; known tasks are {sorted(TASKS)}")
+        raise TrainerError(f"unknown task(s) {unknown} for dataset {dataset!r}; its tasks are {sorted(known)}")
     if len(set(names)) != len(names) or len(names) < 2:
         raise TrainerError(f"tasks must be at least two distinct names, found {list(names)}")
-    return [TASKS[n] for n in names]
+    return [known[n] for n in names]

@@ -32,36 +32,14 @@ from torch import nn
 from edgecore.tree import identity_tree, used_nodes
 from trainer.checkpoint import atomic_torch_save, make_payload
 from trainer.config import FitConfig, StageConfig, to_dict
-from trainer.data import load_split
+from trainer.data import MEAN, STD, get_tasks, open_split
+from trainer.distributed import SINGLE, Dist, Share, sync_batchnorm
 from trainer.errors import TrainerError
 from trainer.models import Models, build_models
 from trainer.models.blocks import count_params
+from trainer.models.heads import output_size
 from trainer.paths import check_size, expected_task_loss, path_losses
 from trainer.regularizer import RegularizerConfig, branching_regularizer, rsa_affinity
-from trainer.tasks import get_tasks
-
-# Images are RGB uint8; the network sees (x / 255 - MEAN) / STD. The runtime
-# reproduces this from the input spec stored in the checkpoint.
-MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-
-
-class Split:
-    """One dataset split as tensors in memory, with random and ordered batches."""
-
-    def __init__(self, arrays: dict[str, np.ndarray], task_names, device="cpu"):
-        mean = torch.tensor(MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(STD).view(1, 3, 1, 1)
-        self.x = ((torch.from_numpy(arrays["image"]).float() / 255 - mean) / std).to(device)
-        self.y = [torch.from_numpy(arrays[t]).to(device) for t in task_names]
-        self.n = len(self.x)
-
-    def sample(self, gen: torch.Generator, batch_size: int):
-        idx = torch.randint(0, self.n, (batch_size,), generator=gen)
-        return self.x[idx], [y[idx] for y in self.y]
-
-    def batches(self, batch_size: int = 64):
-        for s in range(0, self.n, batch_size):
-            yield self.x[s : s + batch_size], [y[s : s + batch_size] for y in self.y]
 
 
 def get_lr(step: int, stage: StageConfig) -> float:
@@ -100,16 +78,16 @@ class LossScale(nn.Module):
     edge costs 1.2-6x the task's own loss (README, "Edge hypernet training").
     """
 
-    def __init__(self, n_tasks: int, momentum: float = 0.99):
+    def __init__(self, n_tasks: int, momentum: float = 0.99, reduce: Callable = lambda t: t):
         super().__init__()
-        self.momentum = momentum
+        self.momentum, self.reduce = momentum, reduce  # reduce: mean over ranks
         self.register_buffer("mean", torch.zeros(n_tasks))
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
     def forward(self, losses: list[torch.Tensor]) -> torch.Tensor:
         with torch.no_grad():
             m = self.momentum if int(self.steps) > 0 else 0.0
-            self.mean.mul_(m).add_((1 - m) * torch.stack([lo.detach() for lo in losses]))
+            self.mean.mul_(m).add_((1 - m) * self.reduce(torch.stack([lo.detach() for lo in losses])))
             self.steps += 1
         return sum(lo / s.clamp_min(1e-8) for lo, s in zip(losses, self.mean))
 
@@ -142,13 +120,17 @@ def used_cost(tree, node_cost: torch.Tensor) -> float:
 
 
 class RunDir:
-    """Files of one run: config, per-stage state, partial checkpoints, log."""
+    """Files of one run: config, per-stage state, partial checkpoints, log. Only
+    rank 0 writes; the other ranks read what it wrote after a barrier (multi-node:
+    the run folder must be on storage every node sees)."""
 
-    def __init__(self, root: str | Path, cfg: FitConfig):
-        self.root = Path(root)
+    def __init__(self, root: str | Path, cfg: FitConfig, d: Dist = SINGLE):
+        self.root, self.dist = Path(root), d
         self.stages = self.root / "stages"
-        self.stages.mkdir(parents=True, exist_ok=True)
-        self._check_config(cfg)
+        if d.main:
+            self.stages.mkdir(parents=True, exist_ok=True)
+            self._check_config(cfg)
+        d.barrier()
 
     def _check_config(self, cfg: FitConfig) -> None:
         path, text = self.root / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False)
@@ -166,6 +148,8 @@ class RunDir:
         return self.stages / f"{stage}.partial.pt"
 
     def log(self, record: dict) -> None:
+        if not self.dist.main:
+            return
         with open(self.root / "log.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -177,59 +161,79 @@ def train_stage(
     stage: StageConfig,
     step_fn: Callable[[int], tuple[torch.Tensor, dict]],
     cfg: FitConfig,
+    sparse: bool = False,
 ) -> None:
     """Adam over `module`'s trainable parameters for stage.steps steps of step_fn,
-    with partial checkpoints every cfg.train.checkpoint_every steps and on Ctrl-C."""
+    with partial checkpoints every cfg.train.checkpoint_every steps and on Ctrl-C.
+    In a torchrun job step_fn runs under DistributedDataParallel, which averages
+    the ranks' gradients before opt.step()."""
+    d = run.dist
     params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=stage.lr, weight_decay=stage.weight_decay)
     completed, before = _resume(run.partial(name), module, opt), None
+    ddp = d.wrap(_Step(module, step_fn), sparse)
 
-    def state(s: int) -> dict:
-        return {"step": s, "module": module.state_dict(), "opt": opt.state_dict(), "torch_rng": torch.get_rng_state()}
+    def save(s: int) -> None:
+        if d.main:
+            atomic_torch_save({"step": s, "module": module.state_dict(), "opt": opt.state_dict()}, run.partial(name))
 
-    with _progress() as bar:
+    with _progress(d.main) as bar:
         task = bar.add_task(name, total=stage.steps, completed=completed, info="")
         try:
             for step in range(completed, stage.steps):
                 before = _StepStart(module)
+                # Random draws inside a step (Gumbel noise, sampled trees) depend only on
+                # (seed, stage, step, rank): a resumed stage repeats them exactly.
+                torch.manual_seed(zlib.crc32(f"{cfg.seed}/{name}/{step}/{d.rank}".encode()))
                 for g in opt.param_groups:
                     g["lr"] = get_lr(step, stage)
-                loss, logs = step_fn(step)
+                loss, logs = ddp(step)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 completed, before = step + 1, None
                 if step % 25 == 0 or step == stage.steps - 1:
-                    run.log({"stage": name, "step": step, "loss": loss.item(), **logs})
-                    bar.update(task, info=f"loss {loss.item():.4f}")
+                    value = d.mean(loss).item()  # the global batch's loss (a collective: every rank)
+                    run.log({"stage": name, "step": step, "loss": value, **logs})
+                    bar.update(task, info=f"loss {value:.4f}")
                 if completed % cfg.train.checkpoint_every == 0:
-                    atomic_torch_save(state(completed), run.partial(name))
+                    save(completed)
                 bar.update(task, completed=completed)
         except KeyboardInterrupt:
             if before is not None:
                 before.restore()
-            atomic_torch_save(state(completed), run.partial(name))
+            save(completed)
             raise
-    run.partial(name).unlink(missing_ok=True)
+    d.barrier()  # every rank has finished before rank 0 removes the partial file
+
+
+class _Step(torch.nn.Module):
+    """One training step as a module's forward, so that DistributedDataParallel
+    (which hooks forward) can wrap any stage's step function."""
+
+    def __init__(self, module: torch.nn.Module, step_fn: Callable):
+        super().__init__()
+        self.module, self.step_fn = module, step_fn
+
+    def forward(self, step: int):
+        return self.step_fn(step)
 
 
 class _StepStart:
-    """Buffers and torch RNG state at the start of a step. A step cut off before
-    opt.step() has already moved BN running statistics (and loss running means)
-    and drawn random numbers; restoring them makes the Ctrl-C checkpoint the
-    state after the last whole step, so a resumed stage ends where an
-    uninterrupted one does (parameters and optimiser only change in opt.step())."""
+    """Buffers at the start of a step. A step cut off before opt.step() has
+    already moved BN running statistics (and loss running means); restoring them
+    makes the Ctrl-C checkpoint the state after the last whole step, so a resumed
+    stage ends where an uninterrupted one does (parameters and optimiser only
+    change in opt.step())."""
 
     def __init__(self, module: torch.nn.Module):
         self.module = module
         self.buffers = {k: b.detach().clone() for k, b in module.named_buffers()}
-        self.rng = torch.get_rng_state()
 
     def restore(self) -> None:
         with torch.no_grad():
             for k, b in self.module.named_buffers():
                 b.copy_(self.buffers[k])
-        torch.set_rng_state(self.rng)
 
 
 def load_stage_file(path: Path) -> dict:
@@ -254,7 +258,6 @@ def _resume(path: Path, module, opt) -> int:
     try:
         module.load_state_dict(state["module"])
         opt.load_state_dict(state["opt"])
-        torch.set_rng_state(state["torch_rng"])
         return int(state["step"])
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:
         raise TrainerError(
@@ -263,58 +266,84 @@ def _resume(path: Path, module, opt) -> int:
         ) from None
 
 
-def _progress() -> Progress:
+def _progress(show: bool = True) -> Progress:
     return Progress(
         TextColumn("{task.description:>8}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TimeRemainingColumn(),
         TextColumn("{task.fields[info]}"),
+        disable=not show,
     )
 
 
 class Fit:
     """State shared by the stages: config, data, models, run directory."""
 
-    def __init__(self, cfg: FitConfig, out: str | Path):
+    def __init__(self, cfg: FitConfig, out: str | Path, d: Dist = SINGLE):
         # Tasks and models first: a config they reject leaves no run directory behind.
-        self.cfg, self.tasks = cfg, get_tasks(cfg.data.tasks)
+        self.cfg, self.tasks, self.dist = cfg, get_tasks(cfg.data.tasks, cfg.data.dataset), d
         self.models: Models = build_models(cfg)
         if cfg.method.edge_gradient == "exact":
             check_size(len(self.tasks), self.models.anchor.n_layers)
-        self.run = RunDir(out, cfg)
+        if d.world > 1:
+            self.check_shares()
+            sync_batchnorm(self.models.anchor)
+            sync_batchnorm(self.models.phn_bn)
+        self.run = RunDir(out, cfg, d)
         self.n = len(self.tasks)
-        names = [t.name for t in self.tasks]
-        self.train = Split(load_split(cfg.data, "train"), names)
-        self.val = Split(load_split(cfg.data, "val"), names)
+        self.train = open_split(cfg.data, "train", train=True)
+        self.val = open_split(cfg.data, "val")
         self.gen = torch.Generator().manual_seed(cfg.seed)
 
     def rng(self, stage: str, step: int) -> np.random.Generator:
         # Draws depend only on (seed, stage, step): a resumed stage repeats them exactly.
         return np.random.default_rng([self.cfg.seed, zlib.crc32(stage.encode()), step])
 
-    def batch(self, stage: StageConfig, step: int, name: str):
-        seed = int(self.rng(name + "/batch", step).integers(2**62))
-        return self.train.sample(torch.Generator().manual_seed(seed), stage.batch_size)
+    def share(self, size: int, groups: int = 1, by_group: bool = False) -> Share:
+        return Share(size, groups, self.dist.rank, self.dist.world, by_group)
 
-    def groups(self, stage: StageConfig, step: int, name: str, eta: float | None = None):
+    def check_shares(self) -> None:
+        """Every stage's batch (and preference groups) must split evenly over the ranks."""
+        d, m, k = self.dist, self.cfg.method, self.cfg.method.prefs_per_step
+        for name in ("pretrain", "single", "edge", "weight", "phn_bn"):
+            st = getattr(self.cfg.train, name)
+            if st.steps:
+                d.check_divisible(f"train.{name}.batch_size", st.batch_size)
+        d.check_divisible("method.prefs_per_step", k)
+        if self.cfg.train.phn_bn.steps:
+            d.check_divisible("train.phn_bn.batch_size / method.prefs_per_step", self.cfg.train.phn_bn.batch_size // k)
+        if m.edge_gradient == "exact":
+            d.check_divisible("method.edge_prefs_per_step", m.edge_prefs_per_step or k)
+
+    def batch(self, stage: StageConfig, step: int, name: str, share: Share | None = None):
+        """This rank's share of the step's global batch (all of it with one process)."""
+        seed = int(self.rng(name + "/batch", step).integers(2**62))
+        share = share or self.share(stage.batch_size)
+        return self.train.sample(torch.Generator().manual_seed(seed), stage.batch_size, share.positions())
+
+    def groups(self, stage: StageConfig, step: int, name: str, eta: float | None = None, by_group: bool = True):
         """Splits one batch into prefs_per_step groups, each with its own (r, c)
         (r ~ Dirichlet(eta), default method.dirichlet): the hypernets see several
-        preferences per update for the same compute."""
-        x, ys = self.batch(stage, step, name)
+        preferences per update for the same compute. Yields (r, c, x, ys, weight) for
+        this rank's share (`Share`): the step's loss is sum(weight * group loss)."""
         k = self.cfg.method.prefs_per_step
+        share = self.share(stage.batch_size, k, by_group)
+        x, ys = self.batch(stage, step, name, share)
         rng = self.rng(name, step)
-        for g in range(k):
-            r, c = sample_preference(rng, self.n, eta or self.cfg.method.dirichlet)
-            sl = slice(g * len(x) // k, (g + 1) * len(x) // k)
-            yield r, c, x[sl], [y[sl] for y in ys]
+        prefs = [sample_preference(rng, self.n, eta or self.cfg.method.dirichlet) for _ in range(k)]
+        start = 0
+        for g, sl, weight in share.parts():
+            local = slice(start, start + sl.stop - sl.start)
+            start = local.stop
+            yield *prefs[g], x[local], [y[local] for y in ys], weight
 
     # -- stages -------------------------------------------------------------
     def stage_pretrain(self) -> None:
         anchor, st = self.models.anchor, self.cfg.train.pretrain
         if st.steps == 0:
             return
-        scale = LossScale(self.n)
+        scale = LossScale(self.n, reduce=self.dist.mean)
         anchor.train()
 
         def step_fn(step):
@@ -326,7 +355,8 @@ class Fit:
             anchor.share_stream(0)  # every stream starts from the shared backbone
             return {"anchor": anchor.state_dict()}
 
-        self._stage("pretrain", nn.ModuleDict({"anchor": anchor, "scale": scale}), st, step_fn, save=save)
+        # sparse: the shared network is stream 0; the other streams get no gradient
+        self._stage("pretrain", nn.ModuleDict({"anchor": anchor, "scale": scale}), st, step_fn, save=save, sparse=True)
 
     def stage_single(self) -> None:
         anchor, st = self.models.anchor, self.cfg.train.single
@@ -354,8 +384,8 @@ class Fit:
 
     def stage_affinity(self) -> None:
         def compute():
-            k = min(self.cfg.method.affinity_samples, self.train.n)
-            x = self.train.x[:k]
+            x = self.train.head(self.cfg.method.affinity_samples)[0]
+            self.models.anchor.eval()  # the frozen anchor the hypernets see; leaves BN statistics alone
             with torch.no_grad():
                 feats = [self.models.anchor.stream_features(x, i) for i in range(self.n)]
             return {"affinity": rsa_affinity(feats).tolist()}
@@ -402,12 +432,12 @@ class Fit:
             temp = get_temperature(step, st.steps, self.cfg)
             losses, logs = [], {}
             groups = self.edge_groups(st, step)
-            for r, c, x, ys in groups:
+            for r, c, x, ys, weight in groups:
                 surrogate, omega, parts = objective(r, c, x, ys, temp)
-                losses.append(surrogate + omega)
+                losses.append(weight * (surrogate + omega))
                 for k, v in parts.items():
                     logs[k] = logs.get(k, 0.0) + v / len(groups)
-            return torch.stack(losses).mean(), {"temp": temp, **logs}
+            return torch.stack(losses).sum(), {"temp": temp, **logs}
 
         self._stage("edge", edge, st, step_fn, save=lambda: {"edge_hypernet": edge.state_dict()})
 
@@ -418,18 +448,16 @@ class Fit:
         eta = m.edge_dirichlet or m.dirichlet
         if m.edge_gradient != "exact":
             return list(self.groups(st, step, "edge", eta))
-        rng = self.rng("edge", step)
-        return [
-            (*sample_preference(rng, self.n, eta), None, None) for _ in range(m.edge_prefs_per_step or m.prefs_per_step)
-        ]
+        rng, k = self.rng("edge", step), m.edge_prefs_per_step or m.prefs_per_step
+        prefs = [sample_preference(rng, self.n, eta) for _ in range(k)]
+        return [(*prefs[g], None, None, weight) for g, _, weight in self.share(k, k, by_group=True).parts()]
 
     def path_table(self) -> torch.Tensor:
         """Task losses of every path on the first method.path_images training images (stages/paths.pt)."""
-        k = min(self.cfg.method.path_images, self.train.n)
         self._once(
             "paths",
             lambda: {
-                "table": path_losses(self.models.anchor, self.tasks, self.train.x[:k], [y[:k] for y in self.train.y])
+                "table": path_losses(self.models.anchor, self.tasks, *self.train.head(self.cfg.method.path_images))
             },
         )
         return self.state("paths")["table"]
@@ -440,25 +468,27 @@ class Fit:
         self.freeze(anchor)
         self.freeze(edge)
 
-        def step_fn(step):
-            losses = [
-                weighted_task_loss(self.tasks, anchor.forward_tree(x, edge.tree(r, c), hyper(r, c)), ys, w, r)[0]
-                for r, c, x, ys in self.groups(st, step, "weight")
-            ]
-            return torch.stack(losses).mean(), {}
+        def loss(r, c, x, ys):
+            return weighted_task_loss(self.tasks, anchor.forward_tree(x, edge.tree(r, c), hyper(r, c)), ys, w, r)[0]
 
-        self._stage("weight", hyper, st, step_fn, save=lambda: {"weight_hypernet": hyper.state_dict()})
+        def step_fn(step):
+            losses = [weight * loss(r, c, x, ys) for r, c, x, ys, weight in self.groups(st, step, "weight")]
+            return torch.stack(losses).sum(), {}
+
+        save = lambda: {"weight_hypernet": hyper.state_dict()}  # noqa: E731
+        self._stage("weight", hyper, st, step_fn, save=save, sparse=True)
 
     def stage_phn_bn(self) -> None:
         phn, st, w = self.models.phn_bn, self.cfg.train.phn_bn, self.weights()
         phn.train()
 
         def step_fn(step):
+            # by image, not by preference: each group's BatchNorm statistics span all ranks
             losses = [
-                weighted_task_loss(self.tasks, phn(x, r), ys, w, r)[0]
-                for r, _, x, ys in self.groups(st, step, "phn_bn")
+                weight * weighted_task_loss(self.tasks, phn(x, r), ys, w, r)[0]
+                for r, _, x, ys, weight in self.groups(st, step, "phn_bn", by_group=False)
             ]
-            return torch.stack(losses).mean(), {}
+            return torch.stack(losses).sum(), {}
 
         self._stage("phn_bn", phn, st, step_fn, save=lambda: {"phn_bn": phn.state_dict()}, init=self._init_phn_bn)
 
@@ -471,19 +501,24 @@ class Fit:
         self.models.phn_bn.init_from(shared)
 
     # -- helpers ------------------------------------------------------------
-    def _stage(self, name, module, st, step_fn, save, init=None) -> None:
+    def _stage(self, name, module, st, step_fn, save, init=None, sparse=False) -> None:
         if (path := self.run.done(name)) is None:
             if init is not None:
                 init()  # a resumed stage then loads its partial state over this
             t0 = time.time()
-            train_stage(self.run, name, module, st, step_fn, self.cfg)
-            atomic_torch_save({**save(), "seconds": time.time() - t0}, self.run.stages / f"{name}.pt")
+            train_stage(self.run, name, module, st, step_fn, self.cfg, sparse)
+            if self.dist.main:
+                atomic_torch_save({**save(), "seconds": time.time() - t0}, self.run.stages / f"{name}.pt")
+                self.run.partial(name).unlink(missing_ok=True)
+            self.dist.barrier()
             path = self.run.done(name)
         self._load_stage(path)
 
     def _once(self, name: str, compute: Callable[[], dict]) -> None:
-        if self.run.done(name) is None:
+        """A stage without training steps: rank 0 computes and writes it, the others wait."""
+        if self.run.done(name) is None and self.dist.main:
             atomic_torch_save(compute(), self.run.stages / f"{name}.pt")
+        self.dist.barrier()
 
     def _load_stage(self, path: Path) -> None:
         state = load_stage_file(path)
@@ -534,10 +569,11 @@ class Fit:
     def val_losses(self, forward) -> list[float]:
         self.models.anchor.eval()
         sums, count = np.zeros(self.n), 0
-        for x, ys in self.val.batches():
-            outs = forward(x)
-            sums += np.array([float(t.loss(o, y)) * len(x) for t, o, y in zip(self.tasks, outs, ys)])
-            count += len(x)
+        with output_size(self.models.anchor, self.val.hw):
+            for x, ys in self.val.batches():
+                outs = forward(x)
+                sums += np.array([float(t.loss(o, y)) * len(x) for t, o, y in zip(self.tasks, outs, ys)])
+                count += len(x)
         return (sums / count).tolist()
 
 
@@ -545,11 +581,20 @@ STAGES = ("pretrain", "single", "scaling", "affinity", "edge", "weight", "phn_bn
 
 
 def fit(cfg: FitConfig, out: str | Path) -> Path:
-    """Runs (or resumes) every stage and writes OUT/model.ckpt; returns its path."""
+    """Runs (or resumes) every stage and writes OUT/model.ckpt; returns its path.
+    Started by torchrun, every rank runs this and rank 0 writes the checkpoint."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    f = Fit(cfg, out)
+    d = Dist.from_env()
+    try:
+        return _fit(cfg, out, d)
+    finally:
+        d.close()
+
+
+def _fit(cfg: FitConfig, out: str | Path, d: Dist) -> Path:
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    f = Fit(cfg, out, d)
     for name in STAGES:
         getattr(f, f"stage_{name}")()
     scaling, affinity = f.state("scaling"), f.state("affinity")
@@ -573,5 +618,7 @@ def fit(cfg: FitConfig, out: str | Path) -> Path:
         stage_seconds={s: float(f.state(s).get("seconds", 0.0)) for s in STAGES if f.run.done(s)},
     )
     path = Path(out) / "model.ckpt"
-    atomic_torch_save(payload, path)
+    if d.main:
+        atomic_torch_save(payload, path)
+    d.barrier()
     return path

@@ -1,8 +1,8 @@
 import pytest
 
 from trainer.config import CONFIG_DIR, FitConfig, load_config, to_dict
+from trainer.data import get_tasks
 from trainer.errors import TrainerError
-from trainer.tasks import get_tasks
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
@@ -41,7 +41,7 @@ def test_dirichlet_concentrations_must_be_positive():
 
 
 def test_wrong_task_names_are_listed():
-    with pytest.raises(TrainerError, match=r"unknown task\(s\) \['deph'\]; known tasks are"):
+    with pytest.raises(TrainerError, match=r"unknown task\(s\) \['deph'\] for dataset 'scenes'; its tasks are"):
         get_tasks(["semseg", "deph"])
 
 

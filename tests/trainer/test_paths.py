@@ -7,10 +7,10 @@ import torch.nn.functional as F
 
 from edgecore.tree import path
 from trainer.config import load_config
+from trainer.data import get_tasks
 from trainer.errors import TrainerError
 from trainer.models import build_models
 from trainer.paths import check_size, expected_task_loss, path_losses, path_probs
-from trainer.tasks import get_tasks
 
 
 @pytest.fixture(scope="module")

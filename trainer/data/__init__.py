@@ -1,74 +1,67 @@
-"""Datasets: the embedded procedural scenes, cached on disk by content."""
+"""Datasets: a registry of what `data.dataset` can name, and splits as batches.
+
+- scenes    the embedded procedural scenes (rendered, cached; no files needed)
+- nyud      NYUD-MT as packaged for multi-task learning (data.root)
+- pascal    PASCAL-MT (PASCAL-Context with parts, distilled normals/saliency)
+- cifar100  CIFAR-100-MTL: 20 five-way tasks, one per superclass
+
+Each entry (trainer/data/base.py DatasetSpec) names its tasks with their losses
+and metrics, opens a split from disk, and says how training augments it.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
-import zipfile
-from pathlib import Path
-
-import numpy as np
-
 from trainer.config import DataConfig
-from trainer.data.scenes import CLASSES, GENERATOR_VERSION, render_scenes
+from trainer.data import cifar, nyud, pascal, procedural
+from trainer.data.base import SPLITS, DatasetSpec
+from trainer.data.procedural import load_split
+from trainer.data.scenes import CLASSES, render_scenes
+from trainer.data.split import MEAN, STD, Split
+from trainer.data.transforms import Augment
+from trainer.errors import TrainerError
+from trainer.tasks import TaskSpec, select_tasks
 
-SPLITS = ("train", "val", "test")
-_CHUNK = 512  # scenes rendered per call: bounds peak memory at ~100 MB for 48x48
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "edgemtl" / "scenes"
-
-
-def split_size(cfg: DataConfig, split: str) -> int:
-    return {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}[split]
+DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (procedural.SPEC, nyud.SPEC, pascal.SPEC, cifar.SPEC)}
 
 
-def _render(cfg: DataConfig, split: str) -> dict[str, np.ndarray]:
-    # Splits are disjoint by seed: each (seed, split, chunk) gets its own stream.
-    n = split_size(cfg, split)
-    chunks = []
-    for c, start in enumerate(range(0, n, _CHUNK)):
-        seq = np.random.SeedSequence([cfg.seed, SPLITS.index(split), c])
-        chunk_seed = int(seq.generate_state(1)[0])
-        chunks.append(render_scenes(min(_CHUNK, n - start), cfg.size, chunk_seed, cfg.max_objects))
-    return {k: np.concatenate([ch[k] for ch in chunks]) for k in chunks[0]}
+def get_dataset(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        raise TrainerError(f"data.dataset: unknown dataset {name!r}; known datasets are {sorted(DATASETS)}")
+    return DATASETS[name]
 
 
-def cache_key(cfg: DataConfig, split: str) -> str:
-    ident = {
-        "generator": GENERATOR_VERSION,
-        "split": split,
-        "n": split_size(cfg, split),
-        "size": cfg.size,
-        "seed": cfg.seed,
-        "max_objects": cfg.max_objects,
-    }
-    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+def get_tasks(names, dataset: str = "scenes") -> list[TaskSpec]:
+    """The TaskSpecs of `names` in `dataset` (its losses, metrics, output channels)."""
+    return select_tasks(names, get_dataset(dataset).tasks, dataset)
 
 
-def load_split(cfg: DataConfig, split: str) -> dict[str, np.ndarray]:
-    """Returns all arrays of one split, rendering and caching them on a miss."""
+def open_split(cfg: DataConfig, split: str, train: bool = False) -> Split:
+    """One split as batches: augmented when `train` (and data.augment allows), its
+    evaluation frames at the deployed size (data.input_hw) unless the dataset's
+    samples already come at the training size (the scenes)."""
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
-    path = cache / f"scenes-{split}-{cache_key(cfg, split)}.npz"
-    if path.is_file():
-        try:
-            with np.load(path) as f:
-                return {k: f[k] for k in f.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-            pass  # corrupt or truncated cache file: render again and replace it
-    data = _render(cfg, split)
-    cache.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache, suffix=".npz.tmp")
-    with os.fdopen(fd, "wb") as f:
-        np.savez(f, **data)
-    os.replace(tmp, path)  # atomic: readers never see a half-written file
-    return data
+        raise TrainerError(f"split must be one of {SPLITS}, found {split!r}")
+    spec = get_dataset(cfg.dataset)
+    tasks = get_tasks(cfg.tasks, cfg.dataset)
+    eval_hw = None if spec.native_size else cfg.input_hw
+    augment = None
+    if train and (spec.augment if cfg.augment is None else cfg.augment):
+        scale = tuple(cfg.scale_range) if cfg.scale_range else spec.scale_range
+        pad = spec.pad if cfg.pad is None else cfg.pad
+        augment = Augment(cfg.size, scale, pad, cfg.flip, eval_hw)
+    return Split(spec.open(cfg, split), tasks, augment, eval_hw, cfg.workers)
 
 
-__all__ = ["CLASSES", "SPLITS", "load_split", "render_scenes", "default_cache_dir"]
+__all__ = [
+    "CLASSES",
+    "DATASETS",
+    "MEAN",
+    "SPLITS",
+    "STD",
+    "Split",
+    "get_dataset",
+    "get_tasks",
+    "load_split",
+    "open_split",
+    "render_scenes",
+]

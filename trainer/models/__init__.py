@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from torch import nn
 
 from trainer.config import FitConfig
+from trainer.data import get_tasks
 from trainer.models.anchor import AnchorNet
 from trainer.models.blocks import get_backbone
 from trainer.models.hypernets import EdgeHypernet, WeightHypernet
 from trainer.models.phn_bn import PHNBN
-from trainer.tasks import get_tasks
 
 
 @dataclass
@@ -32,7 +32,7 @@ class Models:
 
 def build_models(cfg: FitConfig) -> Models:
     """Fresh (untrained) networks for `cfg`; checkpoints load states into these."""
-    tasks = get_tasks(cfg.data.tasks)
+    tasks = get_tasks(cfg.data.tasks, cfg.data.dataset)
     backbone = get_backbone(cfg.model.backbone, cfg.model.width)
     m = cfg.method
     anchor = AnchorNet(tasks, backbone, cfg.model.head_channels, cfg.data.size, cfg.model.shared_init)

@@ -3,7 +3,8 @@
 A backbone is a stem plus a list of `LayerSpec`s; every stream of the anchor
 net uses the same one, so node (l, i) and node (l, j) have the same shapes and
 any parent can feed any child. Presets cover the CPU-sized nets we train here
-and the paper's ResNet-34 / MobileNetV2 sizes (expressible, not trained on CPU).
+and the paper's ResNet-34 / MobileNetV2 / ResNet-9 (CIFAR-100) sizes
+(expressible, not trained on CPU).
 All normalisation is plain `nn.BatchNorm2d`: hypernet deltas are applied by
 parameter name (torch.func.functional_call), and the compiler folds BN by the
 same names (`conv_bn_pairs`).
@@ -65,7 +66,40 @@ class InvertedResidual(nn.Module):
         return x + out if self.residual else out
 
 
-BLOCKS: dict[str, type[nn.Module]] = {"basic": BasicBlock, "inverted_residual": InvertedResidual}
+class ConvPool(nn.Module):
+    """ResNet-9's downsampling layer: 3x3 ConvBN + ReLU, then a stride x stride max-pool
+    (cifar10-fast's conv_bn + MaxPool2d(2)). `expand` is unused (the registry's signature)."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 2, expand: int = 1):
+        super().__init__()
+        self.conv = ConvBN(cin, cout, 3)
+        self.pool = nn.MaxPool2d(stride) if stride > 1 else nn.Identity()
+
+    def forward(self, x):
+        return self.pool(self.conv(x))
+
+
+class Residual(nn.Module):
+    """ResNet-9's residual layer: x + res2(res1(x)), two 3x3 ConvBN + ReLU and an
+    identity shortcut with no activation after the sum (cifar10-fast's Residual)."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, expand: int = 1):
+        super().__init__()
+        if cin != cout or stride != 1:
+            raise ValueError(f"a residual layer keeps its shape, found {cin}->{cout} channels, stride {stride}")
+        self.res1 = ConvBN(cin, cout, 3)
+        self.res2 = ConvBN(cout, cout, 3)
+
+    def forward(self, x):
+        return x + self.res2(self.res1(x))
+
+
+BLOCKS: dict[str, type[nn.Module]] = {
+    "basic": BasicBlock,
+    "inverted_residual": InvertedResidual,
+    "conv_pool": ConvPool,
+    "residual": Residual,
+}
 
 
 @dataclass(frozen=True)
@@ -97,6 +131,19 @@ def _mbv2(stem: int, settings: list[tuple[int, int, int, int]], stem_stride=1) -
     return BackboneSpec(stem, stem_stride, tuple(layers))
 
 
+def _resnet9(c: int) -> BackboneSpec:
+    """cifar10-fast's ResNet-9 at prep width c: five branching layers (conv-pool 2c,
+    residual 2c, conv-pool 4c, conv-pool 8c, residual 8c), output stride 8."""
+    layers = (
+        LayerSpec("conv_pool", 2 * c, 2),
+        LayerSpec("residual", 2 * c),
+        LayerSpec("conv_pool", 4 * c, 2),
+        LayerSpec("conv_pool", 8 * c, 2),
+        LayerSpec("residual", 8 * c),
+    )
+    return BackboneSpec(c, 1, layers)
+
+
 BACKBONES: dict[str, BackboneSpec] = {
     # CPU-sized streams for 32-48 px scenes: 4 (or 6) branching layers, output stride 4.
     "tiny-resnet": _resnet(16, [(16, 1, 1), (24, 1, 2), (32, 1, 1), (32, 1, 1)], stem_stride=2),
@@ -106,6 +153,8 @@ BACKBONES: dict[str, BackboneSpec] = {
     "tiny-resnet5": _resnet(16, [(16, 1, 1), (32, 1, 2), (32, 2, 1), (16, 1, 1)], stem_stride=2),
     "tiny-resnet6": _resnet(16, [(16, 2, 1), (24, 2, 2), (32, 2, 1)], stem_stride=2),
     "tiny-mbv2": _mbv2(16, [(1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 1, 1)], stem_stride=2),
+    # ResNet-9 at a quarter of its channels (16 -> 32, 32, 64, 128, 128): CPU tests.
+    "tiny-resnet9": _resnet9(16),
     # The paper's backbones (ImageNet-style strides; 16 and 17 branching layers).
     # The stem here is one 3x3 ConvBN instead of ResNet's 7x7 + max-pool.
     "resnet34": _resnet(64, [(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)], stem_stride=4),
@@ -114,6 +163,9 @@ BACKBONES: dict[str, BackboneSpec] = {
         [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)],
         stem_stride=2,
     ),
+    # The paper's CIFAR-100-MTL backbone (github.com/davidcpage/cifar10-fast): its prep
+    # ConvBN (3 -> 64, stride 1) is the stem; 6.57M parameters without the classifier.
+    "resnet9": _resnet9(64),
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,3 +53,25 @@ class LinearHead(nn.Module):
 
 def make_head(kind: str, cin: int, channels: int, n_out: int, out_size: int) -> nn.Module:
     return LinearHead(cin, n_out) if kind == "classification" else DenseHead(cin, channels, n_out, out_size)
+
+
+def set_output_size(module: nn.Module, hw) -> list:
+    """Points every dense head in `module` at outputs of size hw; returns the old sizes.
+    The nets are fully convolutional: training crops, evaluation frames and the
+    deployed camera frames may each have their own size."""
+    heads = [m for m in module.modules() if isinstance(m, DenseHead)]
+    old = [h.out_size for h in heads]
+    for h in heads:
+        h.out_size = tuple(hw)
+    return old
+
+
+@contextmanager
+def output_size(module: nn.Module, hw):
+    """set_output_size for the duration of a with-block (e.g. a validation pass)."""
+    old = set_output_size(module, hw)
+    try:
+        yield
+    finally:
+        for h, size in zip([m for m in module.modules() if isinstance(m, DenseHead)], old):
+            h.out_size = size

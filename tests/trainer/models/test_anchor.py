@@ -121,9 +121,9 @@ def test_phn_bn_outputs_every_task(models):
 
 
 def test_streams_share_their_initial_weights_unless_disabled():
+    from trainer.data import get_tasks
     from trainer.models.anchor import AnchorNet
     from trainer.models.blocks import get_backbone
-    from trainer.tasks import get_tasks
 
     tasks, spec = get_tasks(["semseg", "depth", "normals"]), get_backbone("tiny-resnet", 0.5)
     shared = AnchorNet(tasks, spec, 8, 16)

@@ -41,7 +41,8 @@ def make_payload(cfg_dict: dict, models: Models, **extra: Any) -> dict:
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "config": cfg_dict,
-        "states": {k: m.state_dict() for k, m in models.modules().items()},
+        # on CPU: a checkpoint trained on a GPU loads anywhere
+        "states": {k: {n: t.detach().cpu() for n, t in m.state_dict().items()} for k, m in models.modules().items()},
     }
     payload.update(extra)
     return payload

@@ -73,6 +73,9 @@ class ModelConfig:
     backbone: str = "tiny-resnet"
     width: float = 1.0  # channel multiplier applied to the preset
     shared_init: bool = True  # all streams start from the same weights (see AnchorNet)
+    # A file holding one stream's initial weights (AnchorNet.stream_state's format, e.g. an
+    # ImageNet-trained backbone converted to it): every stream starts there. None: random.
+    backbone_weights: str | None = None
     head_channels: int = 32
 
 
@@ -175,11 +178,17 @@ class FitConfig:
     name: str = "custom"
     seed: int = 0
     threads: int | None = None  # None: torch default
+    # "auto": CUDA when torch sees a GPU (torchrun: the GPU of the process's LOCAL_RANK), else CPU.
+    device: str = "auto"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self):
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise TrainerError(f"device: expected 'auto', 'cpu' or 'cuda', found {self.device!r}")
 
 
 def from_dict(cls: type, data: Any, where: str = "config") -> Any:

@@ -35,19 +35,27 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    cuda: bool = False  # this process trains on GPU `local_rank` (NCCL between processes)
 
     @staticmethod
-    def from_env() -> Dist:
-        """This process's place in a torchrun job (world 1 when not started by torchrun)."""
-        world = int(os.environ.get("WORLD_SIZE", "1"))
+    def from_env(device: str = "auto") -> Dist:
+        """This process's place in a torchrun job (world 1 when not started by torchrun),
+        and its device: `device` "auto" is CUDA when torch sees a GPU."""
+        cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+        if cuda and not torch.cuda.is_available():
+            raise TrainerError("device: 'cuda' asked for, but torch sees no GPU; use device=cpu or auto")
+        world, local = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
+        if cuda:
+            torch.cuda.set_device(local)
         if world == 1:
-            return Dist()
+            return Dist(cuda=cuda)
         if not dist.is_initialized():
-            use_nccl = torch.cuda.is_available()
-            if use_nccl:
-                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-            dist.init_process_group("nccl" if use_nccl else "gloo")
-        return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+            dist.init_process_group("nccl" if cuda else "gloo")
+        return Dist(dist.get_rank(), dist.get_world_size(), local, cuda)
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cuda", self.local_rank) if self.cuda else torch.device("cpu")
 
     @property
     def main(self) -> bool:
@@ -71,7 +79,7 @@ class Dist:
         of nodes the step's trees do not use), which DDP must look for."""
         if self.world == 1:
             return module
-        device_ids = [self.local_rank] if torch.cuda.is_available() else None
+        device_ids = [self.local_rank] if self.cuda else None
         return nn.parallel.DistributedDataParallel(module, device_ids=device_ids, find_unused_parameters=sparse)
 
     def check_divisible(self, what: str, value: int) -> None:
@@ -169,10 +177,10 @@ class _AllReduce(torch.autograd.Function):
         return out
 
 
-def sync_batchnorm(module: nn.Module) -> nn.Module:
+def sync_batchnorm(module: nn.Module, cuda: bool = False) -> nn.Module:
     """Every BatchNorm2d in `module` normalising over all ranks' batches (in place:
     the state dict keys, and so the checkpoints, stay those of the plain model)."""
-    if torch.cuda.is_available():
+    if cuda:
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     for name, child in module.named_children():
         if type(child) is nn.BatchNorm2d:

@@ -124,7 +124,7 @@ def rsa_affinity(features: list[list[torch.Tensor]]) -> torch.Tensor:
     affinity = 1 - scaled distance; the result is the mean over layers.
     """
     n, n_layers = len(features), len(features[0])
-    acc = torch.zeros(n, n, dtype=torch.float64)
+    acc = torch.zeros(n, n, dtype=torch.float64, device=features[0][0].device)
     for l in range(n_layers):
         sims = []
         for i in range(n):
@@ -134,4 +134,4 @@ def rsa_affinity(features: list[list[torch.Tensor]]) -> torch.Tensor:
         d = torch.linalg.matrix_norm(s[:, None] - s[None, :], ord="fro")
         lo, hi = d.min(1, keepdim=True).values, d.max(1, keepdim=True).values
         acc += 1 - (d - lo) / (hi - lo).clamp_min(1e-12)
-    return (acc / n_layers).float()
+    return (acc / n_layers).float().cpu()

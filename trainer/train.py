@@ -106,9 +106,9 @@ def reinforce_task_loss(anchor, tasks, logits, temp, x, ys, w, r, samples: int, 
     trees = dist.sample((samples,))  # (K, L, N): parent of child j at layer l
     with torch.no_grad():
         task = torch.stack([weighted_task_loss(tasks, anchor.forward_tree(x, t.tolist()), ys, w, r)[0] for t in trees])
-        cost = torch.tensor([float(tree_cost(t.tolist())) if tree_cost else 0.0 for t in trees])
+        cost = torch.tensor([float(tree_cost(t.tolist())) if tree_cost else 0.0 for t in trees], device=logits.device)
     values = task + cost
-    used = torch.tensor([[row for row in used_nodes(t.tolist())[1:]] for t in trees])
+    used = torch.tensor([[row for row in used_nodes(t.tolist())[1:]] for t in trees], device=logits.device)
     logp = (dist.log_prob(trees) * used).sum((1, 2))
     advantage = values - (values.sum() - values) / (samples - 1)
     return (advantage * logp).mean(), task.mean(), cost.mean()
@@ -236,6 +236,28 @@ class _StepStart:
                 b.copy_(self.buffers[k])
 
 
+def load_backbone(anchor, path: str) -> None:
+    """model.backbone_weights into every stream (read as weights only: the file may come
+    from elsewhere, and a pickled object could run code)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise TrainerError(f"model.backbone_weights: {path} does not exist") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+        raise TrainerError(
+            f"model.backbone_weights: {path} is not a torch state dict ({exc.__class__.__name__})"
+        ) from None
+    if not isinstance(state, dict):
+        raise TrainerError(f"model.backbone_weights: {path} holds {type(state).__name__}, expected a state dict")
+    try:
+        anchor.load_backbone(state)
+    except (ValueError, RuntimeError) as exc:
+        raise TrainerError(
+            f"model.backbone_weights: {path} does not fit model.backbone ({exc}); keys are "
+            f"'<layer>.<name>' of one stream (layer 0: the stem), as AnchorNet.stream_state() writes them"
+        ) from None
+
+
 def load_stage_file(path: Path) -> dict:
     """A stage file of a run folder (weights only: a pickled object could run code); a
     truncated or foreign file is one TrainerError that says how to recover."""
@@ -284,12 +306,17 @@ class Fit:
         # Tasks and models first: a config they reject leaves no run directory behind.
         self.cfg, self.tasks, self.dist = cfg, get_tasks(cfg.data.tasks, cfg.data.dataset), d
         self.models: Models = build_models(cfg)
+        if cfg.model.backbone_weights:
+            load_backbone(self.models.anchor, cfg.model.backbone_weights)
         if cfg.method.edge_gradient == "exact":
             check_size(len(self.tasks), self.models.anchor.n_layers)
         if d.world > 1:
             self.check_shares()
-            sync_batchnorm(self.models.anchor)
-            sync_batchnorm(self.models.phn_bn)
+            sync_batchnorm(self.models.anchor, d.cuda)
+            sync_batchnorm(self.models.phn_bn, d.cuda)
+        self.device = d.device
+        for module in self.models.modules().values():
+            module.to(self.device)
         self.run = RunDir(out, cfg, d)
         self.n = len(self.tasks)
         self.train = open_split(cfg.data, "train", train=True)
@@ -316,11 +343,20 @@ class Fit:
         if m.edge_gradient == "exact":
             d.check_divisible("method.edge_prefs_per_step", m.edge_prefs_per_step or k)
 
+    def preference(self, rng: np.random.Generator, eta: float) -> tuple[torch.Tensor, float]:
+        r, c = sample_preference(rng, self.n, eta)
+        return r.to(self.device), c
+
     def batch(self, stage: StageConfig, step: int, name: str, share: Share | None = None):
         """This rank's share of the step's global batch (all of it with one process)."""
         seed = int(self.rng(name + "/batch", step).integers(2**62))
         share = share or self.share(stage.batch_size)
-        return self.train.sample(torch.Generator().manual_seed(seed), stage.batch_size, share.positions())
+        return self.to_device(
+            *self.train.sample(torch.Generator().manual_seed(seed), stage.batch_size, share.positions())
+        )
+
+    def to_device(self, x: torch.Tensor, ys: list[torch.Tensor]):
+        return x.to(self.device, non_blocking=True), [y.to(self.device, non_blocking=True) for y in ys]
 
     def groups(self, stage: StageConfig, step: int, name: str, eta: float | None = None, by_group: bool = True):
         """Splits one batch into prefs_per_step groups, each with its own (r, c)
@@ -331,7 +367,7 @@ class Fit:
         share = self.share(stage.batch_size, k, by_group)
         x, ys = self.batch(stage, step, name, share)
         rng = self.rng(name, step)
-        prefs = [sample_preference(rng, self.n, eta or self.cfg.method.dirichlet) for _ in range(k)]
+        prefs = [self.preference(rng, eta or self.cfg.method.dirichlet) for _ in range(k)]
         start = 0
         for g, sl, weight in share.parts():
             local = slice(start, start + sl.stop - sl.start)
@@ -343,7 +379,7 @@ class Fit:
         anchor, st = self.models.anchor, self.cfg.train.pretrain
         if st.steps == 0:
             return
-        scale = LossScale(self.n, reduce=self.dist.mean)
+        scale = LossScale(self.n, reduce=self.dist.mean).to(self.device)
         anchor.train()
 
         def step_fn(step):
@@ -365,7 +401,7 @@ class Fit:
         def step_fn(step):
             x, ys = self.batch(st, step, "single")
             outs = [anchor.forward_stream(x, i) for i in range(self.n)]
-            total, raw = weighted_task_loss(self.tasks, outs, ys, torch.ones(self.n))
+            total, raw = weighted_task_loss(self.tasks, outs, ys, torch.ones(self.n, device=self.device))
             return total, {f"L_{t.name}": v for t, v in zip(self.tasks, raw)}
 
         self._stage("single", anchor, st, step_fn, save=lambda: {"anchor": anchor.state_dict()})
@@ -384,7 +420,7 @@ class Fit:
 
     def stage_affinity(self) -> None:
         def compute():
-            x = self.train.head(self.cfg.method.affinity_samples)[0]
+            x = self.train.head(self.cfg.method.affinity_samples)[0].to(self.device)
             self.models.anchor.eval()  # the frozen anchor the hypernets see; leaves BN statistics alone
             with torch.no_grad():
                 feats = [self.models.anchor.stream_features(x, i) for i in range(self.n)]
@@ -396,7 +432,7 @@ class Fit:
         m, anchor, edge = self.cfg.method, self.models.anchor, self.models.edge
         st, w = self.cfg.train.edge, self.weights()
         reg = self.regularizer_config()
-        aff = torch.tensor(self.state("affinity")["affinity"])
+        aff = torch.tensor(self.state("affinity")["affinity"], device=self.device)
         node_cost = self.node_cost()
         self.freeze(anchor)
         if m.edge_gradient == "exact":
@@ -449,18 +485,14 @@ class Fit:
         if m.edge_gradient != "exact":
             return list(self.groups(st, step, "edge", eta))
         rng, k = self.rng("edge", step), m.edge_prefs_per_step or m.prefs_per_step
-        prefs = [sample_preference(rng, self.n, eta) for _ in range(k)]
+        prefs = [self.preference(rng, eta) for _ in range(k)]
         return [(*prefs[g], None, None, weight) for g, _, weight in self.share(k, k, by_group=True).parts()]
 
     def path_table(self) -> torch.Tensor:
         """Task losses of every path on the first method.path_images training images (stages/paths.pt)."""
-        self._once(
-            "paths",
-            lambda: {
-                "table": path_losses(self.models.anchor, self.tasks, *self.train.head(self.cfg.method.path_images))
-            },
-        )
-        return self.state("paths")["table"]
+        images = lambda: self.to_device(*self.train.head(self.cfg.method.path_images))  # noqa: E731
+        self._once("paths", lambda: {"table": path_losses(self.models.anchor, self.tasks, *images())})
+        return self.state("paths")["table"].to(self.device)
 
     def stage_weight(self) -> None:
         anchor, edge, hyper = self.models.anchor, self.models.edge, self.models.weight
@@ -535,7 +567,7 @@ class Fit:
         return load_stage_file(self.run.stages / f"{name}.pt")
 
     def weights(self) -> torch.Tensor:
-        return torch.tensor(self.state("scaling")["loss_weights"], dtype=torch.float32)
+        return torch.tensor(self.state("scaling")["loss_weights"], dtype=torch.float32, device=self.device)
 
     def regularizer_config(self) -> RegularizerConfig:
         m = self.cfg.method
@@ -556,7 +588,8 @@ class Fit:
         anchor = self.models.anchor
         full = count_params(anchor)
         return torch.tensor(
-            [[count_params(anchor.node(l, i)) / full for i in range(self.n)] for l in range(anchor.n_layers + 1)]
+            [[count_params(anchor.node(l, i)) / full for i in range(self.n)] for l in range(anchor.n_layers + 1)],
+            device=self.device,
         )
 
     @staticmethod
@@ -570,7 +603,7 @@ class Fit:
         self.models.anchor.eval()
         sums, count = np.zeros(self.n), 0
         with output_size(self.models.anchor, self.val.hw):
-            for x, ys in self.val.batches():
+            for x, ys in map(lambda b: self.to_device(*b), self.val.batches()):
                 outs = forward(x)
                 sums += np.array([float(t.loss(o, y)) * len(x) for t, o, y in zip(self.tasks, outs, ys)])
                 count += len(x)
@@ -585,7 +618,7 @@ def fit(cfg: FitConfig, out: str | Path) -> Path:
     Started by torchrun, every rank runs this and rank 0 writes the checkpoint."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    d = Dist.from_env()
+    d = Dist.from_env(cfg.device)
     try:
         return _fit(cfg, out, d)
     finally:

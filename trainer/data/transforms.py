@@ -2,7 +2,7 @@
 
 Every array of a sample moves with the image: the image is resized bilinearly,
 label maps, depth and normals by nearest neighbour (interpolating a class id or
-across a depth edge invents values). Padding fills with each array's "invalid"
+across a depth edge invents values), and depth is divided by the zoom factor. Padding fills with each array's "invalid"
 value, and a horizontal flip negates the normals' x component, so a flipped
 sample is still a consistent scene. How each array behaves follows its task's
 kind (TaskSpec.kind); "image" is the input.
@@ -77,6 +77,9 @@ class Augment:
         s = rng.uniform(*self.scale_range)
         hw = (max(1, round(h * s)), max(1, round(w * s)))
         out = {k: resize(sample[k], kinds[k], hw) for k in keys}
+        # Zooming in by s is moving the camera s times closer: depth shrinks by s (as
+        # the multi-task codebases scale it); 0 (no reading) stays 0.
+        out = {k: v / np.float32(s) if kinds[k] == "regression" else v for k, v in out.items()}
         ph, pw = max(self.size, hw[0] + 2 * self.pad), max(self.size, hw[1] + 2 * self.pad)
         top, left = (ph - hw[0]) // 2, (pw - hw[1]) // 2
         out = {k: _pad(v, kinds[k], top, left, (ph, pw)) for k, v in out.items()}

@@ -80,6 +80,25 @@ class AnchorNet(nn.Module):
                 if i != source:
                     self.node(l, i).load_state_dict(state)
 
+    def stream_state(self, stream: int = 0) -> dict[str, torch.Tensor]:
+        """One stream's stem and blocks as a flat state dict, keys "<layer>.<name>" (layer 0:
+        the stem): the format `model.backbone_weights` files hold."""
+        return {f"{l}.{k}": v for l in range(self.n_layers + 1) for k, v in self.node(l, stream).state_dict().items()}
+
+    def load_backbone(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Starts every stream from one backbone (stream_state's format), as the paper's
+        streams all start from one ImageNet backbone. ValueError names what does not fit."""
+        expected = self.stream_state()
+        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+        if missing or unexpected or wrong:
+            shapes = [f"{k} {tuple(state[k].shape)} (expected {tuple(expected[k].shape)})" for k in wrong[:3]]
+            raise ValueError(f"missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shapes {shapes}")
+        for l in range(self.n_layers + 1):
+            node = {k.split(".", 1)[1]: v for k, v in state.items() if k.split(".", 1)[0] == str(l)}
+            for i in range(self.n_tasks):
+                self.node(l, i).load_state_dict(node)
+
     def forward_shared(self, x: torch.Tensor, stream: int = 0) -> list[torch.Tensor]:
         """Hard-shared multi-task network: stream `stream`'s stem and blocks feed every head."""
         for l in range(self.n_layers + 1):

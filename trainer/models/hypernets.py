@@ -10,6 +10,7 @@ PHN-BN uses the weight hypernet with the cost term switched off.
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import torch
@@ -68,6 +69,17 @@ class EdgeHypernet(nn.Module):
         return tuple(tuple(int(p) for p in row) for row in self(r, c).argmax(-1))
 
 
+def _zero_linear(cin: int, cout: int) -> nn.Module:
+    """A linear head that starts at 0 (no adaptation); a node without BatchNorm (a
+    classification head) gets an empty one, without torch's warning about it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Initializing zero-element tensors", UserWarning)
+        head = nn.Linear(cin, cout)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    return head
+
+
 class WeightHypernet(nn.Module):
     """(r, c) -> {node: {bn_name.weight|bias: delta}} for every BN of every node."""
 
@@ -78,10 +90,7 @@ class WeightHypernet(nn.Module):
         self.layout = [(tuple(node), list(bns)) for node, bns in layout]
         self.embed = PreferenceEmbedding(n_tasks, embed_dim, use_cost)
         self.body = mlp(embed_dim, hidden)
-        self.heads = nn.ModuleList(nn.Linear(hidden[-1], 2 * sum(c for _, c in bns)) for _, bns in self.layout)
-        for head in self.heads:
-            nn.init.zeros_(head.weight)
-            nn.init.zeros_(head.bias)
+        self.heads = nn.ModuleList(_zero_linear(hidden[-1], 2 * sum(c for _, c in bns)) for _, bns in self.layout)
 
     def forward(self, r: torch.Tensor, c: torch.Tensor | float = 0.0) -> dict:
         h = self.body(self.embed(r, c))

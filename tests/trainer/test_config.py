@@ -9,7 +9,7 @@ from trainer.errors import TrainerError
 def test_shipped_configs_load(name):
     cfg = load_config(name)
     assert isinstance(cfg, FitConfig) and cfg.name == name
-    get_tasks(cfg.data.tasks)
+    get_tasks(cfg.data.tasks, cfg.data.dataset)
 
 
 def test_overrides_apply_with_types():

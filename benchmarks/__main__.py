@@ -1,5 +1,5 @@
-"""`python -m benchmarks {all,latency,resolution,swaps,camera,compile,control,ablations,scale}`: results go to
-benchmarks/results/<device>/ as JSON + Markdown + plots, plus a summary."""
+"""`python -m benchmarks <name>` (`--help` lists them): results go to benchmarks/results/<device>/
+as JSON + Markdown + plots, plus a summary."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
         ("control", "paper tables and figures 5/7, latency over the simplex"),
         ("ablations", "Table 6 ablations and the Fig. 8 tau sweep (retrains the hypernets; not part of all)"),
         ("scale", "paper-scale models: bundle size, build time, latency, swaps, memory (trains them; not part of all)"),
+        ("distributed", "training speed of a torchrun job of 2 processes vs 1 process (trains; not part of all)"),
     ):
         s = sub.add_parser(name, help=help_)
         s.add_argument("--bundle", help="compiled bundle (latency, resolution, swaps, camera, control)")
@@ -39,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    from benchmarks import ablations, camera, compile, control, latency, resolution, scale, summary, swaps
+    from benchmarks import ablations, camera, compile, control, distributed, latency, resolution, scale, summary, swaps
 
     out = Path(args.out) if args.out else None
     q = args.quick
@@ -52,6 +53,7 @@ def main(argv=None) -> int:
         "control": ["run"],
         "ablations": ["run"],
         "scale": [],
+        "distributed": [],
         "all": ["bundle", "run"],
     }[args.cmd]
     missing = [f"--{k}" for k in need if getattr(args, k) is None]
@@ -69,8 +71,11 @@ def main(argv=None) -> int:
         "control": lambda: control.main(args.run, args.bundle, quick=q, out=out),
         "ablations": lambda: ablations.main(args.run, quick=q, out=out),
         "scale": lambda: scale.main(quick=q, run=args.run, out=out),
+        "distributed": lambda: distributed.main("scenes3", 20 if q else 60, out=out),
     }
-    for name in [s for s in steps if s not in ("ablations", "scale")] if args.cmd == "all" else [args.cmd]:
+    for name in (
+        [s for s in steps if s not in ("ablations", "scale", "distributed")] if args.cmd == "all" else [args.cmd]
+    ):
         steps[name]()
     if args.cmd == "all":
         print(f"wrote {summary.main(out)}")

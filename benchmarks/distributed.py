@@ -5,7 +5,8 @@ stage_seconds: training steps only) and end to end (process start to checkpoint)
 On a 2-core machine the fair comparison is one process using both cores (2 torch
 threads) against two processes of one thread each: data parallelism can only win
 where one process leaves a core idle (small kernels, Python overhead), and it pays
-for the gradient all-reduce and BatchNorm statistics across ranks.
+for the gradient all-reduce and BatchNorm statistics across ranks (one all-reduce per
+BatchNorm layer, forward and backward; the last mode turns that off).
 """
 
 from __future__ import annotations
@@ -23,40 +24,48 @@ from benchmarks.common import machine, write
 
 STAGES = ("pretrain", "single", "edge", "weight", "phn_bn")
 MODES = {
-    # name: (processes, torch threads per process)
-    "1 process x 2 threads": (1, 2),
-    "1 process x 1 thread": (1, 1),
-    "2 processes x 1 thread (torchrun)": (2, 1),
+    # name: (processes, torch threads per process, BatchNorm statistics across ranks)
+    "1 process x 2 threads": (1, 2, True),
+    "1 process x 1 thread": (1, 1, True),
+    "2 processes x 1 thread (torchrun)": (2, 1, True),
+    "2 processes x 1 thread, per-rank BatchNorm": (2, 1, False),
 }
 
 
-def command(config: str, out: Path, procs: int, threads: int, steps: int) -> list[str]:
+def command(config: str, out: Path, procs: int, threads: int, steps: int, sync_bn: bool = True) -> list[str]:
     launch = [sys.executable, "-m", "trainer"]
     if procs > 1:
         launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={procs}"]
         launch += ["-m", "trainer"]
-    sets = [f"threads={threads}"] + [f"train.{s}.steps={steps}" for s in STAGES]
+    sets = [f"threads={threads}", f"train.sync_batchnorm={str(sync_bn).lower()}"]
+    sets += [f"train.{s}.steps={steps}" for s in STAGES]
     return launch + ["fit", "--config", config, "--out", str(out)] + [a for s in sets for a in ("--set", s)]
 
 
-def run_once(config: str, procs: int, threads: int, steps: int, tmp: Path) -> dict:
-    out = tmp / f"run-{procs}x{threads}"
+def run_once(config: str, procs: int, threads: int, sync_bn: bool, steps: int, tmp: Path) -> dict:
+    out = tmp / f"run-{procs}x{threads}-{sync_bn}"
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     t0 = time.perf_counter()
-    done = subprocess.run(command(config, out, procs, threads, steps), env=env, capture_output=True, text=True)
+    done = subprocess.run(command(config, out, procs, threads, steps, sync_bn), env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if done.returncode != 0:
         raise RuntimeError(f"trainer fit failed ({procs} x {threads}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     seconds = torch.load(out / "model.ckpt", weights_only=True)["stage_seconds"]
-    return {"procs": procs, "threads": threads, "wall_s": wall, "stage_s": {s: seconds.get(s, 0.0) for s in STAGES}}
+    return {
+        "procs": procs,
+        "threads": threads,
+        "sync_bn": sync_bn,
+        "wall_s": wall,
+        "stage_s": {s: seconds.get(s, 0.0) for s in STAGES},
+    }
 
 
 def measure(config: str, steps: int) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        run_once(config, 1, 2, 1, Path(tmp) / "warm")  # renders the data cache once, outside the timings
-        for name, (procs, threads) in MODES.items():
-            rows.append({"mode": name, **run_once(config, procs, threads, steps, Path(tmp))})
+        run_once(config, 1, 2, True, 1, Path(tmp) / "warm")  # renders the data cache once, outside the timings
+        for name, (procs, threads, sync_bn) in MODES.items():
+            rows.append({"mode": name, **run_once(config, procs, threads, sync_bn, steps, Path(tmp))})
             print(f"{name}: {rows[-1]['wall_s']:.1f} s", flush=True)
     return rows
 

@@ -160,6 +160,10 @@ class TrainConfig:
     weight: StageConfig = field(default_factory=StageConfig)
     phn_bn: StageConfig = field(default_factory=StageConfig)
     checkpoint_every: int = 200  # steps between resumable partial checkpoints
+    # torchrun jobs: BatchNorm statistics over the global batch (each rank's step is the
+    # single-process step). False: each rank normalises its own share, as plain DDP does;
+    # faster where collectives are slow (one per BatchNorm layer), but not the same model.
+    sync_batchnorm: bool = True
 
 
 @dataclass(frozen=True)

@@ -312,6 +312,7 @@ class Fit:
             check_size(len(self.tasks), self.models.anchor.n_layers)
         if d.world > 1:
             self.check_shares()
+        if d.world > 1 and cfg.train.sync_batchnorm:
             sync_batchnorm(self.models.anchor, d.cuda)
             sync_batchnorm(self.models.phn_bn, d.cuda)
         self.device = d.device

@@ -119,7 +119,12 @@ class Builder(base.EngineBuilder):
 
         so = session_options(level=BUILD_LEVEL)
         so.optimized_model_filepath = str(out)
-        ort.InferenceSession(str(graph), so, providers=["CPUExecutionProvider"])
+        # ConstantSharing merges initializers of equal value (two zero biases of an
+        # untrained BatchNorm set): right for these values, wrong for the weights bound
+        # at load time, which differ per weight set.
+        ort.InferenceSession(
+            str(graph), so, providers=["CPUExecutionProvider"], disabled_optimizers=["ConstantSharing"]
+        )
         model = onnx.load(str(out))
         missing = externalise(model, set(weight_names))
         if missing:

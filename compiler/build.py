@@ -240,7 +240,7 @@ def spec_costs(src: Source, spec, cache: CompileCache) -> tuple[int, float]:
     fields = {
         "model": src.identity,
         "family": src.family.name,
-        "tree": [list(r) for r in spec],
+        "tree": json.loads(json.dumps(spec)),  # the spec as JSON lists, whatever its family
         "shape": list(src.shape),
         "torch": torch.__version__,
     }
@@ -717,7 +717,7 @@ def _compile(
     with timed("samples"):
         samples(src, cache, stage)
     hypernets = None
-    if cfg.hypernets:
+    if cfg.hypernets and src.family.hypernets:
         with timed("hypernets"):
             hypernets = export_hypernets(src.models, stage)
     return Compiled(plan, graphs, refs, adapted, errors, hypernets)

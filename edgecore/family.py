@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 from edgecore.errors import EdgeError
 from edgecore.fold import TreeAnchor
 from edgecore.tree import canonical_tree, tree_signature, used_nodes
+from edgecore.widths import SlimAnchor, canonical_widths, widths_signature
 
 
 @dataclass(frozen=True)
@@ -62,5 +63,17 @@ register_family(
         lambda tree: tuple(sum(row) for row in used_nodes(canonical_tree(tree))),
         "trainer.families",
         lambda arrays, plan: TreeAnchor(arrays, _pairs(plan)),
+    )
+)
+
+SLIM_FAMILY = "slim-width"
+register_family(
+    Family(
+        SLIM_FAMILY,
+        canonical_widths,
+        widths_signature,
+        lambda spec: canonical_widths(spec),  # the encoder's and each decoder's width (%)
+        "trainer.slim.family",
+        SlimAnchor,
     )
 )

@@ -71,3 +71,30 @@ def write_latency(bundle, backend: str, device: str, ms: dict) -> None:
             backend, device, machine_id(), {s: dict.fromkeys(("p50", "p90", "p99"), v) for s, v in ms.items()}
         ),
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_slim_run(tmp_path_factory, _isolated_cache):
+    """A trained (seconds-long) tiny run of the width-slimmable family."""
+    from trainer.config import load_config
+    from trainer.train import fit
+
+    out = tmp_path_factory.mktemp("tiny-slim-run")
+    fit(load_config("tiny-slim"), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_slim_bundle(tmp_path_factory, tiny_slim_run):
+    """The tiny slim run compiled over the shipped 21-point grid; (bundle dir, BuildReport)."""
+    from compiler.build import BuildConfig, build
+    from compiler.grid import GRID_DIR
+
+    root = tmp_path_factory.mktemp("slim-bundle")
+    cfg = BuildConfig(
+        checkpoint=str(tiny_slim_run / "model.ckpt"),
+        prefs=str(GRID_DIR / "scenes3-21.json"),
+        out=str(root / "bundle"),
+        cache=str(root / "cache"),
+    )
+    return root / "bundle", build(cfg)

@@ -69,7 +69,8 @@ def read_checkpoint(path: str | Path) -> dict:
             f"{path}: checkpoint format version {payload.get('format_version')!r} is not "
             f"supported; this trainer reads version {FORMAT_VERSION}"
         )
-    missing = [k for k in STATE_KEYS if k not in payload.get("states", {})]
+    slim = (payload.get("config", {}).get("model") or {}).get("family") == "slim-width"
+    missing = [k for k in (("anchor",) if slim else STATE_KEYS) if k not in payload.get("states", {})]
     if missing:
         raise TrainerError(f"{path}: checkpoint lacks state(s) {missing}")
     return payload

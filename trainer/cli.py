@@ -79,8 +79,13 @@ def _run(args) -> None:
         if os.environ.get("RANK", "0") == "0":  # torchrun: one line, from rank 0
             print(f"wrote {path}")
     else:
+        from trainer.checkpoint import read_checkpoint
         from trainer.evaluate import evaluate
+        from trainer.families import family_of
 
+        slim = family_of(read_checkpoint(f"{args.run}/model.ckpt")["config"]) == "slim-width"
+        if slim:
+            from trainer.slim.evaluate import evaluate_slim as evaluate
         evaluate(args.run, _eval_config(args.run, args.set))
         print(f"wrote {args.run}/eval.json")
 

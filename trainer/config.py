@@ -68,14 +68,28 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Stream backbone (preset from the registry) and dense head sizes."""
+    """Model family, backbone (preset from the registry) and head sizes.
 
+    family "dymu-tree": trees over an N-stream anchor net (CVPR 2022); "slim-width":
+    one width-slimmable encoder and slimmable task decoders (ICCV 2023 follow-up),
+    whose widths are chosen from `widths` (percent)."""
+
+    family: str = "dymu-tree"
+    widths: tuple[int, ...] = (25, 50, 75, 100)
     backbone: str = "tiny-resnet"
     width: float = 1.0  # channel multiplier applied to the preset
     shared_init: bool = True  # all streams start from the same weights (see AnchorNet)
     # A file holding one stream's initial weights (AnchorNet.stream_state's format, e.g. an
     # ImageNet-trained backbone converted to it): every stream starts there. None: random.
     backbone_weights: str | None = None
+
+    def __post_init__(self):
+        if self.family not in ("dymu-tree", "slim-width"):
+            raise TrainerError(f"model.family: expected 'dymu-tree' or 'slim-width', found {self.family!r}")
+        w = self.widths
+        if len(w) < 2 or list(w) != sorted(set(w)) or w[0] < 1 or w[-1] != 100:
+            raise TrainerError(f"model.widths: expected increasing percentages ending at 100, found {list(w)}")
+
     head_channels: int = 32
 
 
@@ -129,6 +143,11 @@ class MethodConfig:
     loss_weights: tuple[float, ...] | None = None  # None: 1 / single-task val loss
     affinity_samples: int = 64
     # Table 6 ablations: switch off parts of the active loss / task split.
+    # slim-width: configurations per step besides the largest and the smallest (the
+    # sandwich rule), and the weight of configuration-invariant distillation (MSE of the
+    # encoder's features against the largest configuration's, on the shared channels).
+    sandwich_random: int = 2
+    lambda_kd: float = 1.0
     layer_weighting: bool = True
     use_affinity: bool = True
     task_split: bool = True
@@ -159,6 +178,7 @@ class TrainConfig:
     edge: StageConfig = field(default_factory=StageConfig)
     weight: StageConfig = field(default_factory=StageConfig)
     phn_bn: StageConfig = field(default_factory=StageConfig)
+    slim: StageConfig = field(default_factory=StageConfig)  # slim-width: the sandwich-rule training
     checkpoint_every: int = 200  # steps between resumable partial checkpoints
     # torchrun jobs: BatchNorm statistics over the global batch (each rank's step is the
     # single-process step). False: each rank normalises its own share, as plain DDP does;

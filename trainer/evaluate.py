@@ -53,6 +53,31 @@ def hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
     return float(moocore.hypervolume(pts, ref=ref)) if len(pts) else 0.0
 
 
+def controllability(prefs, losses, cs, costs) -> dict:
+    """Our controllability measure, for any family (the ICCV 2023 follow-up reports one
+    without its definition): the mean of
+    - task control: Spearman correlation between r_i and -L_i (task i's scaled loss)
+      over the preferences, averaged over tasks and budgets: 1 when every task's loss
+      falls as its importance rises;
+    - cost control: Spearman correlation between -c and the network's FLOPs over every
+      (preference, c) pair: 1 when cost falls whenever c asks for cheaper.
+    losses[k] is (P, N) at cs[k], costs[k] the P FLOPs. A constant is no control (0)."""
+    prefs = np.asarray(prefs)
+    task = [_spearman(prefs[:, i], -np.asarray(l)[:, i]) for l in losses for i in range(prefs.shape[1])]
+    c_all = np.concatenate([np.full(len(f), -c) for c, f in zip(cs, costs)])
+    cost = _spearman(c_all, np.concatenate([np.asarray(f, float) for f in costs]))
+    t = float(np.mean(task))
+    return {"task": t, "cost": cost, "score": (t + cost) / 2}
+
+
+def _spearman(a, b) -> float:
+    from scipy.stats import spearmanr
+
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return 0.0
+    return float(spearmanr(a, b).statistic)
+
+
 def simplex_points(n_tasks: int, count: int, seed: int) -> np.ndarray:
     """Preferences drawn uniformly from the simplex (Dirichlet(1, ..., 1))."""
     return np.random.default_rng(seed).dirichlet(np.ones(n_tasks), size=count)

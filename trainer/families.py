@@ -33,6 +33,8 @@ from trainer.models.subnet import TreeFolder
 class ModelFamily(ABC):
     """One family's model-side operations; `info` is its torch-free record."""
 
+    hypernets = False  # exports hypernets.onnx (the runtime's exact mode evaluates them)
+
     def __init__(self, info: Family):
         self.info = info
         self.name = info.name
@@ -66,6 +68,8 @@ class ModelFamily(ABC):
 class DymuTree(ModelFamily):
     """Trees over the N-stream anchor net (CVPR 2022): the edge hypernet's argmax tree,
     the weight hypernet's BN deltas as the adaptation."""
+
+    hypernets = True
 
     @torch.no_grad()
     def derive(self, models, r, c):

@@ -306,6 +306,19 @@ class Fit:
         # Tasks and models first: a config they reject leaves no run directory behind.
         self.cfg, self.tasks, self.dist = cfg, get_tasks(cfg.data.tasks, cfg.data.dataset), d
         self.models: Models = build_models(cfg)
+        self.prepare(d)
+        self.device = d.device
+        for module in self.models.modules().values():
+            module.to(self.device)
+        self.run = RunDir(out, cfg, d)
+        self.n = len(self.tasks)
+        self.train = open_split(cfg.data, "train", train=True)
+        self.val = open_split(cfg.data, "val")
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+
+    def prepare(self, d: Dist) -> None:
+        """Checks and conversions before anything is written."""
+        cfg = self.cfg
         if cfg.model.backbone_weights:
             load_backbone(self.models.anchor, cfg.model.backbone_weights)
         if cfg.method.edge_gradient == "exact":
@@ -315,14 +328,6 @@ class Fit:
         if d.world > 1 and cfg.train.sync_batchnorm:
             sync_batchnorm(self.models.anchor, d.cuda)
             sync_batchnorm(self.models.phn_bn, d.cuda)
-        self.device = d.device
-        for module in self.models.modules().values():
-            module.to(self.device)
-        self.run = RunDir(out, cfg, d)
-        self.n = len(self.tasks)
-        self.train = open_split(cfg.data, "train", train=True)
-        self.val = open_split(cfg.data, "val")
-        self.gen = torch.Generator().manual_seed(cfg.seed)
 
     def rng(self, stage: str, step: int) -> np.random.Generator:
         # Draws depend only on (seed, stage, step): a resumed stage repeats them exactly.
@@ -621,6 +626,10 @@ def fit(cfg: FitConfig, out: str | Path) -> Path:
         torch.set_num_threads(cfg.threads)
     d = Dist.from_env(cfg.device)
     try:
+        if cfg.model.family == "slim-width":
+            from trainer.slim.train import fit_slim
+
+            return fit_slim(cfg, out, d)
         return _fit(cfg, out, d)
     finally:
         d.close()
@@ -631,8 +640,12 @@ def _fit(cfg: FitConfig, out: str | Path, d: Dist) -> Path:
     f = Fit(cfg, out, d)
     for name in STAGES:
         getattr(f, f"stage_{name}")()
-    scaling, affinity = f.state("scaling"), f.state("affinity")
-    input_spec = {
+    return publish(f, STAGES, affinity=f.state("affinity")["affinity"])
+
+
+def input_spec(cfg: FitConfig) -> dict:
+    """What the deployed network takes (the runtime preprocesses camera frames to it)."""
+    return {
         "shape": [3, *cfg.data.input_hw],
         "dtype": "uint8",
         "colour_order": "RGB",
@@ -640,19 +653,24 @@ def _fit(cfg: FitConfig, out: str | Path, d: Dist) -> Path:
         "mean": list(MEAN),
         "std": list(STD),
     }
+
+
+def publish(f: Fit, stages, **extra) -> Path:
+    """Writes RUN_DIR/model.ckpt (rank 0) once every stage is done; returns its path."""
+    scaling = f.state("scaling")
     payload = make_payload(
-        to_dict(cfg),
+        to_dict(f.cfg),
         f.models,
         tasks=[t.describe() for t in f.tasks],
-        input_spec=input_spec,
-        affinity=affinity["affinity"],
+        input_spec=input_spec(f.cfg),
         loss_weights=scaling["loss_weights"],
         single_task_val_losses=scaling["single_task_val_losses"],
         torch_version=str(torch.__version__),
-        stage_seconds={s: float(f.state(s).get("seconds", 0.0)) for s in STAGES if f.run.done(s)},
+        stage_seconds={s: float(f.state(s).get("seconds", 0.0)) for s in stages if f.run.done(s)},
+        **extra,
     )
-    path = Path(out) / "model.ckpt"
-    if d.main:
+    path = Path(f.run.root) / "model.ckpt"
+    if f.dist.main:
         atomic_torch_save(payload, path)
-    d.barrier()
+    f.dist.barrier()
     return path

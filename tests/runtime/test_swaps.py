@@ -142,3 +142,20 @@ def test_a_budget_after_a_pending_preference_uses_the_requested_task_weights(bun
         gate.set()
         budget.wait(30)
         assert rt.current.entry == budget.selection.entry and rt.budget_ms == 5.0
+
+
+def test_a_swap_between_two_width_configurations(tiny_slim_bundle):
+    """The runtime runs the width family's bundle with the same API: a preference
+    swap moves to another width configuration between two calls."""
+    bundle = tiny_slim_bundle[0]
+    with runtime.load(bundle) as rt:
+        specs = {e.signature: rt.manifest.signatures[e.signature].tree for e in rt.manifest.grid}
+        first, second = [next(e for e in rt.manifest.grid if e.signature == s) for s in list(specs)[:2]]
+        rt.set_preference(first.r, first.c)
+        x = _x(rt.manifest.input.shape)
+        assert rt.infer(x)[1].entry.signature == first.signature
+        swap = rt.set_preference(second.r, second.c, wait=False)
+        swap.wait(30)
+        outs, sel = rt.infer(x)
+        assert sel.entry.signature == second.signature and specs[first.signature] != specs[second.signature]
+        assert set(outs) == set(rt.task_names)

@@ -30,9 +30,24 @@ class Models:
         }
 
 
-def build_models(cfg: FitConfig) -> Models:
+@dataclass
+class SlimModels:
+    """The slim-width family's one network (named `anchor`: what the compiler folds)."""
+
+    anchor: nn.Module
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"anchor": self.anchor}
+
+
+def build_models(cfg: FitConfig) -> Models | SlimModels:
     """Fresh (untrained) networks for `cfg`; checkpoints load states into these."""
     tasks = get_tasks(cfg.data.tasks, cfg.data.dataset)
+    if cfg.model.family == "slim-width":
+        from trainer.slim.model import SlimNet
+
+        m = cfg.model
+        return SlimModels(SlimNet(tasks, m.backbone, m.width, m.head_channels, cfg.data.size, m.widths))
     backbone = get_backbone(cfg.model.backbone, cfg.model.width)
     m = cfg.method
     anchor = AnchorNet(tasks, backbone, cfg.model.head_channels, cfg.data.size, cfg.model.shared_init)

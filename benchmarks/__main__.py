@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
         ("ablations", "Table 6 ablations and the Fig. 8 tau sweep (retrains the hypernets; not part of all)"),
         ("scale", "paper-scale models: bundle size, build time, latency, swaps, memory (trains them; not part of all)"),
         ("distributed", "training speed of a torchrun job of 2 processes vs 1 process (trains; not part of all)"),
+        ("families", "tree vs width-slimmable family: table, latency per budget (needs --run and --slim-run)"),
     ):
         s = sub.add_parser(name, help=help_)
         s.add_argument("--bundle", help="compiled bundle (latency, resolution, swaps, camera, control)")
@@ -33,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
             "--run",
             help="trainer run directory (latency, resolution, compile, control, ablations; scale: a 32x32 model)",
         )
+        s.add_argument("--slim-run", help="families: a trainer run of the width-slimmable family")
         s.add_argument("--quick", action="store_true", help="fewer repeats and smaller grids (minutes)")
         s.add_argument("--out", default=None, help="result directory (default benchmarks/results/<device>)")
     return p
@@ -40,7 +42,19 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    from benchmarks import ablations, camera, compile, control, distributed, latency, resolution, scale, summary, swaps
+    from benchmarks import (
+        ablations,
+        camera,
+        compile,
+        control,
+        distributed,
+        families,
+        latency,
+        resolution,
+        scale,
+        summary,
+        swaps,
+    )
 
     out = Path(args.out) if args.out else None
     q = args.quick
@@ -54,9 +68,10 @@ def main(argv=None) -> int:
         "ablations": ["run"],
         "scale": [],
         "distributed": [],
+        "families": ["run", "slim_run"],
         "all": ["bundle", "run"],
     }[args.cmd]
-    missing = [f"--{k}" for k in need if getattr(args, k) is None]
+    missing = [f"--{k.replace('_', '-')}" for k in need if getattr(args, k) is None]
     if missing:
         print(f"benchmarks {args.cmd}: missing {' and '.join(missing)}", file=sys.stderr)
         return 2
@@ -72,6 +87,7 @@ def main(argv=None) -> int:
         "ablations": lambda: ablations.main(args.run, quick=q, out=out),
         "scale": lambda: scale.main(quick=q, run=args.run, out=out),
         "distributed": lambda: distributed.main("scenes3", 20 if q else 60, out=out),
+        "families": lambda: families.main(args.run, args.slim_run, out=out),
     }
     for name in (
         [s for s in steps if s not in ("ablations", "scale", "distributed")] if args.cmd == "all" else [args.cmd]

@@ -64,3 +64,16 @@ def test_gradients_of_a_narrow_configuration_reach_only_its_slice(net):
     first = next(v for k, v in net.params.items() if k.startswith("enc__0__0"))  # the stem conv
     used = net.unit_module(("enc", 25))[0][0].out_channels
     assert first.grad[:used].abs().sum() > 0 and first.grad[used:].abs().sum() == 0
+
+
+def test_inverted_residual_encoders_slice_too():
+    """MobileNetV2-style blocks (depthwise convolutions: groups follow the width)."""
+    from trainer.config import load_config as load
+
+    torch.manual_seed(0)
+    net = build_models(load("tiny-slim", ["model.backbone=tiny-mbv2"])).anchor.eval()
+    x = torch.randn(2, 3, 16, 16)
+    for spec in [(50, 25, 75, 100), (25, 100, 50, 25)]:
+        with torch.no_grad():
+            for ref, out in zip(net(x, spec)[0], net.subnet(spec)(x)):
+                torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)

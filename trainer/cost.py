@@ -14,9 +14,14 @@ from trainer.models.blocks import count_params
 def flops(fn, size: int | tuple[int, int]) -> float:
     """FLOPs of `fn` on one RGB frame of size x size (or (H, W))."""
     hw = (size, size) if isinstance(size, int) else tuple(size)
+    return flops_on(fn, torch.zeros(1, 3, *hw))
+
+
+def flops_on(fn, x: torch.Tensor) -> float:
+    """FLOPs of `fn(x)` (e.g. a decoder on its encoder's feature map)."""
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        fn(torch.zeros(1, 3, *hw))
+        fn(x)
     return float(counter.get_total_flops())
 
 

@@ -598,6 +598,10 @@ class Fit:
             device=self.device,
         )
 
+    def outputs_at(self, hw):
+        """A with-block in which the dense outputs have size hw (validation frames)."""
+        return output_size(self.models.anchor, hw)
+
     @staticmethod
     def freeze(module: torch.nn.Module) -> None:
         module.eval()
@@ -608,7 +612,7 @@ class Fit:
     def val_losses(self, forward) -> list[float]:
         self.models.anchor.eval()
         sums, count = np.zeros(self.n), 0
-        with output_size(self.models.anchor, self.val.hw):
+        with self.outputs_at(self.val.hw):
             for x, ys in map(lambda b: self.to_device(*b), self.val.batches()):
                 outs = forward(x)
                 sums += np.array([float(t.loss(o, y)) * len(x) for t, o, y in zip(self.tasks, outs, ys)])

@@ -24,10 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from trainer.config import FitConfig
-from trainer.cost import flops
+from trainer.cost import flops, flops_on
 from trainer.distributed import Dist
 from trainer.slim.family import all_units
 from trainer.train import Fit, LossScale, publish
@@ -115,20 +114,11 @@ class SlimFit(Fit):
                 feat = encoder(torch.zeros(1, 3, *hw))
                 for unit in [u for u in all_units(net) if u[0] != "enc" and u[1] == e]:
                     decoder, i = net.unit_module(unit), int(unit[0].removeprefix("dec"))
-                    dec[a, i, widths.index(unit[2])] = _flops(decoder, feat)
+                    dec[a, i, widths.index(unit[2])] = flops_on(decoder, feat)
         return {"search_loss": loss, "enc_flops": enc, "dec_flops": dec}
 
-    @torch.no_grad()
-    def val_losses(self, forward) -> list[float]:
-        self.net.eval()
-        with deployed(self.net, self.val.hw):
-            sums, count = np.zeros(self.n), 0
-            for x, ys in map(lambda b: self.to_device(*b), self.val.batches()):
-                outs = forward(x)
-                sums += np.array([float(t.loss(o, y)) * len(x) for t, o, y in zip(self.tasks, outs, ys)])
-                count += len(x)
-        self.net.train()
-        return (sums / count).tolist()
+    def outputs_at(self, hw):
+        return deployed(self.net, hw)
 
 
 @contextmanager
@@ -140,13 +130,6 @@ def deployed(net, hw):
         yield
     finally:
         net.set_output_size(old if isinstance(old, tuple) else (old, old))
-
-
-def _flops(module: nn.Module, x: torch.Tensor) -> float:
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        module(x)
-    return float(counter.get_total_flops())
 
 
 def fit_slim(cfg: FitConfig, out: str | Path, d: Dist) -> Path:

@@ -19,7 +19,6 @@ and no post-training recalibration, which would need data at compile time.
 
 from __future__ import annotations
 
-import copy
 from typing import Sequence
 
 import torch
@@ -71,6 +70,7 @@ class SlimNet(nn.Module):
         self.kinds, self.n_out = [t.kind for t in tasks], [t.channels for t in tasks]
         self.backbone, self.width, self.head_channels, self.out_size = backbone, width, head_channels, image_size
         self.n_tasks, self._skeletons = len(tasks), {}
+        self.sync_bn = False  # torchrun (trainer.slim.train): skeletons' BatchNorm statistics over every rank
         self.params, self.bn_weight, self.bn_bias = nn.ParameterDict(), nn.ParameterDict(), nn.ParameterDict()
         full = [("enc", self.make_unit("enc", 100))] + [
             (f"dec{i}", self.make_unit(f"dec{i}", 100, 100)) for i in range(self.n_tasks)
@@ -122,7 +122,7 @@ class SlimNet(nn.Module):
     def skeleton(self, unit: tuple) -> nn.Module:
         if unit not in self._skeletons:
             skel = self.make_unit(*unit, device="meta")
-            if getattr(self, "sync_bn", False):  # torchrun: statistics over every rank's batch
+            if self.sync_bn:
                 sync_batchnorm(skel)
             self._skeletons[unit] = skel
         return self._skeletons[unit]
@@ -218,9 +218,3 @@ class SlimSubnet(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         feat = self.encoder(x)
         return tuple(d(feat) for d in self.decoders)
-
-
-def copy_net(net: SlimNet) -> SlimNet:
-    out = copy.deepcopy(net)
-    out._skeletons = {}
-    return out

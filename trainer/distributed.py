@@ -184,8 +184,11 @@ def sync_batchnorm(module: nn.Module, cuda: bool = False) -> nn.Module:
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     for name, child in module.named_children():
         if type(child) is nn.BatchNorm2d:
-            new = CrossRankBatchNorm(child.num_features, child.eps, child.momentum, child.affine)
-            new.load_state_dict(child.state_dict())
+            new = CrossRankBatchNorm(
+                child.num_features, child.eps, child.momentum, child.affine, device=child.weight.device
+            )
+            if not child.weight.is_meta:  # meta: a shape template (the slim family's skeletons)
+                new.load_state_dict(child.state_dict())
             new.train(child.training)
             setattr(module, name, new)
         else:

@@ -37,9 +37,9 @@ from trainer.train import train_stage as real_train_stage
 STAGES = ("pretrain", "single", "edge", "weight", "phn_bn")
 
 
-def torchrun(out: Path, *overrides: str, env_tag: str = "") -> subprocess.Popen:
+def torchrun(out: Path, *overrides: str, env_tag: str = "", config: str = "tiny") -> subprocess.Popen:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    cmd += ["-m", "trainer", "fit", "--config", "tiny", "--out", str(out)]
+    cmd += ["-m", "trainer", "fit", "--config", config, "--out", str(out)]
     for item in overrides:
         cmd += ["--set", item]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "EDGEMTL_TEST_TAG": env_tag}
@@ -145,6 +145,13 @@ def test_every_stage_computes_the_single_process_gradient_on_two_processes(tmp_p
 def test_two_processes_train_what_one_process_trains(tmp_path, tiny_run):
     finish(torchrun(tmp_path / "ddp"))
     assert_same_training(tiny_run, tmp_path / "ddp")
+
+
+@pytest.mark.slow
+def test_the_width_family_trains_on_two_processes_as_on_one(tmp_path, tiny_slim_run):
+    """The slim family's unit skeletons (meta modules) get cross-rank BatchNorm too."""
+    finish(torchrun(tmp_path / "ddp", config="tiny-slim"))
+    assert_same_training(tiny_slim_run, tmp_path / "ddp")
 
 
 def _rank_pid(tag: str, rank: int) -> int | None:

@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check \
-    -c constraints.txt -e ".[train,compile,video,bench,test,dev]"
+    -c constraints.txt -e ".[train,compile,openvino,video,bench,test,dev]"

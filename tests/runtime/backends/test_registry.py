@@ -20,8 +20,8 @@ def toy(monkeypatch):
 
 
 def test_the_table_drives_names_choices_and_auto_order(toy):
-    assert backends.names() == ["tensorrt", "onnxruntime", "toy"]  # priority order
-    assert backends.precisions() == ["fp32", "fp16"]
+    assert backends.names() == ["tensorrt", "onnxruntime", "openvino", "toy"]  # priority order
+    assert backends.precisions() == ["fp32", "bf16", "fp16"]
     assert backends.available("toy")[0]
     with pytest.raises(backends.EdgeRuntimeError, match="unknown backend 'nope'; expected one of"):
         backends.backend("nope")

@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
         ("scale", "paper-scale models: bundle size, build time, latency, swaps, memory (trains them; not part of all)"),
         ("distributed", "training speed of a torchrun job of 2 processes vs 1 process (trains; not part of all)"),
         ("families", "tree vs width-slimmable family: table, latency per budget (needs --run and --slim-run)"),
+        ("backends", "CPU backends side by side: ONNX Runtime, OpenVINO fp32/bf16 on the run's signatures"),
     ):
         s = sub.add_parser(name, help=help_)
         s.add_argument("--bundle", help="compiled bundle (latency, resolution, swaps, camera, control)")
@@ -44,6 +45,7 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     from benchmarks import (
         ablations,
+        backends,
         camera,
         compile,
         control,
@@ -69,6 +71,7 @@ def main(argv=None) -> int:
         "scale": [],
         "distributed": [],
         "families": ["run", "slim_run"],
+        "backends": ["run"],
         "all": ["bundle", "run"],
     }[args.cmd]
     missing = [f"--{k.replace('_', '-')}" for k in need if getattr(args, k) is None]
@@ -88,6 +91,7 @@ def main(argv=None) -> int:
         "scale": lambda: scale.main(quick=q, run=args.run, out=out),
         "distributed": lambda: distributed.main("scenes3", 20 if q else 60, out=out),
         "families": lambda: families.main(args.run, args.slim_run, out=out),
+        "backends": lambda: backends.main(args.run, calls=50 if q else 200, out=out),
     }
     for name in (
         [s for s in steps if s not in ("ablations", "scale", "distributed")] if args.cmd == "all" else [args.cmd]

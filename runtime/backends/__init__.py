@@ -46,7 +46,7 @@ def register(backend: Backend) -> Backend:
 
 register(Backend("tensorrt", "runtime.backends.tensorrt", ("fp32", "fp16"), ("cuda",), 20, ".plan", True))
 register(Backend("onnxruntime", "runtime.backends.onnxruntime", ("fp32",), ("cpu",), 10, ".onnx"))
-# Below ONNX Runtime in "auto": at 32x32 ORT is faster on our CPU (README, "Backends").
+# Below ONNX Runtime in "auto": at 32x32 ORT is faster here (`python -m benchmarks backends`).
 register(Backend("openvino", "runtime.backends.openvino", ("fp32", "bf16"), ("cpu",), 5, ".ov.onnx"))
 
 

@@ -3,7 +3,8 @@
 Colour maps follow the task kind (the trainer's TaskSpec.kind): segmentation ->
 palette blended over the frame; regression (depth) -> turbo colour map between
 the 2nd and 98th percentile (near = warm); normals -> RGB of (n + 1) / 2;
-binary (edges, saliency) -> sigmoid mask over the frame. Needs OpenCV.
+binary (edges, saliency) -> sigmoid mask over the frame; classification (CIFAR-100-MTL) ->
+class-probability bars over the dimmed frame. Needs OpenCV.
 """
 
 from __future__ import annotations
@@ -49,9 +50,26 @@ def colourise(kind: str, out: np.ndarray, frame: np.ndarray) -> np.ndarray:
         panel[..., 1] = (255 * p).astype(np.uint8)
         panel = cv2.resize(panel, (w, h), interpolation=cv2.INTER_LINEAR)
         return np.maximum(panel, (0.5 * frame).astype(np.uint8))
+    elif kind == "classification":  # one logit vector: a bar per class over the dimmed frame
+        return _class_bars(np.asarray(out, np.float64).reshape(-1), frame)
     else:
         raise ValueError(f"no colour map for task kind {kind!r}")
     return cv2.resize(np.ascontiguousarray(panel), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _class_bars(logits: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """Softmax probabilities as horizontal bars (class k in palette colour k), top to bottom."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    panel = np.ascontiguousarray((0.35 * frame).astype(np.uint8))
+    bar = max(1, h // len(p))
+    for k, v in enumerate(p):
+        colour = tuple(int(c) for c in PALETTE[k % len(PALETTE)])
+        cv2.rectangle(panel, (0, k * bar), (int(v * (w - 1)), (k + 1) * bar - 1), colour, -1)
+    return panel
 
 
 def compose(frame: np.ndarray, outputs: dict, kinds: dict, hud: list[str]) -> np.ndarray:

@@ -23,3 +23,11 @@ def test_compose_leaves_the_frame_untouched_and_rejects_unknown_kinds():
     assert (frame == 100).all()  # the model's next input must not carry our labels
     with pytest.raises(ValueError, match="no colour map"):
         colourise("audio", np.zeros((1, 4, 4), np.float32), frame)
+
+
+def test_a_classification_panel_draws_the_likeliest_class_longest():
+    frame = np.full((50, 60, 3), 100, np.uint8)  # dimmed to 35: no class colour
+    panel = colourise("classification", np.array([0.0, 4.0, 1.0, 0.0, 0.0], np.float32), frame)
+    assert panel.shape == (50, 60, 3) and panel.dtype == np.uint8
+    lengths = [int((panel[k * 10 + 5] != 35).any(axis=1).sum()) for k in range(5)]
+    assert max(lengths) == lengths[1] and lengths[1] > 40  # class 1 holds ~93% of the probability

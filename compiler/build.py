@@ -476,10 +476,34 @@ def _errors(names: list[str], refs: list[np.ndarray], outs: list[list[np.ndarray
 
 
 def samples(src: Source, cache: CompileCache, stage: Path, n: int | None = None) -> None:
-    """Sample frames for `runtime run --source synthetic` (the runtime cannot render:
-    the scene generator lives in the trainer): RGB uint8, larger than a small
-    network's input as a camera's would be (4x, at most 256 px; a large input's own
-    size), compressed. Cached: rendering takes seconds."""
+    """Sample frames for `runtime run --source synthetic`: the first test images of the
+    model's dataset when it is on this machine (NYUD-MT, PASCAL-MT, ...), else rendered
+    scenes (the runtime cannot render: the scene generator lives in the trainer)."""
+    if src.fit_cfg.data.dataset != "scenes" and (frames := dataset_frames(src.fit_cfg.data, n or 16)) is not None:
+        (stage / "samples").mkdir()
+        with open(stage / "samples" / "frames.npz", "wb") as f:
+            np.savez_compressed(f, frames=frames)
+        return
+    rendered_samples(src, cache, stage, n)
+
+
+def dataset_frames(data, n: int) -> np.ndarray | None:
+    """Up to n test images (N, H, W, 3) at the deployed size; None when the data is not here."""
+    from trainer.data import get_dataset
+    from trainer.data.transforms import resize
+
+    try:
+        source = get_dataset(data.dataset).open(data, "test")
+        images = [resize(source.item(i)["image"], "image", data.input_hw) for i in range(min(n, len(source)))]
+    except TrainerError:
+        return None
+    return np.ascontiguousarray(np.stack(images).transpose(0, 2, 3, 1))
+
+
+def rendered_samples(src: Source, cache: CompileCache, stage: Path, n: int | None = None) -> None:
+    """Rendered scenes: RGB uint8, larger than a small network's input as a camera's would
+    be (4x, at most 256 px; a large input's own size), compressed. Cached: rendering
+    takes seconds."""
     from trainer.data.scenes import GENERATOR_VERSION, render_scenes
 
     data, side = src.fit_cfg.data, max(src.shape[1:])

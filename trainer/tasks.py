@@ -39,47 +39,6 @@ class Metric:
         raise NotImplementedError
 
 
-class MeanIoU(Metric):
-    def __init__(self, n_classes: int):
-        super().__init__("mIoU", True)
-        self.n = n_classes
-
-    def update(self, pred, target):
-        idx = target.flatten() * self.n + pred.argmax(1).flatten()
-        self._add(torch.bincount(idx, minlength=self.n * self.n).reshape(self.n, self.n).double())
-
-    def value(self):
-        cm = self.sums
-        union = cm.sum(0) + cm.sum(1) - cm.diag()
-        present = union > 0
-        return float((cm.diag()[present] / union[present]).mean())
-
-
-class RMSE(Metric):
-    def __init__(self):
-        super().__init__("RMSE", False)
-
-    def update(self, pred, target):
-        err = (pred[:, 0] - target) ** 2
-        self._add(torch.stack([err.sum(), torch.tensor(float(err.numel()))]).double())
-
-    def value(self):
-        return float((self.sums[0] / self.sums[1]).sqrt())
-
-
-class MeanAngle(Metric):
-    def __init__(self):
-        super().__init__("mean angle (deg)", False)
-
-    def update(self, pred, target):
-        cos = (F.normalize(pred, dim=1) * target).sum(1).clamp(-1, 1)
-        deg = torch.rad2deg(torch.acos(cos))
-        self._add(torch.stack([deg.sum(), torch.tensor(float(deg.numel()))]).double())
-
-    def value(self):
-        return float(self.sums[0] / self.sums[1])
-
-
 class BinaryScore(Metric):
     """F1 (edges) or IoU (saliency) of the positive class at threshold 0.5."""
 
@@ -145,7 +104,7 @@ def balanced_bce(pos_weight: float | None = None):
     return loss
 
 
-class IgnoreMeanIoU(Metric):
+class MeanIoU(Metric):
     """Mean IoU over classes present in the prediction or the labels, skipping IGNORE."""
 
     def __init__(self, n_classes: int):
@@ -159,10 +118,15 @@ class IgnoreMeanIoU(Metric):
         self._add(torch.bincount(idx, minlength=self.n * self.n).reshape(self.n, self.n).double())
 
     def value(self):
-        return MeanIoU.value(self)
+        cm = self.sums
+        union = cm.sum(0) + cm.sum(1) - cm.diag()
+        present = union > 0
+        return float((cm.diag()[present] / union[present]).mean())
 
 
-class MaskedRMSE(Metric):
+class RMSE(Metric):
+    """Over pixels with a depth reading (target > 0: every pixel of the scenes)."""
+
     def __init__(self):
         super().__init__("RMSE", False)
 
@@ -175,7 +139,9 @@ class MaskedRMSE(Metric):
         return float((self.sums[0] / self.sums[1].clamp_min(1)).sqrt())
 
 
-class MaskedMeanAngle(Metric):
+class MeanAngle(Metric):
+    """Over pixels with a normal (non-zero target: every pixel of the scenes)."""
+
     def __init__(self):
         super().__init__("mean angle (deg)", False)
 

@@ -46,10 +46,10 @@ from trainer.data.files import (
 from trainer.errors import TrainerError
 from trainer.tasks import (
     IGNORE,
-    IgnoreMeanIoU,
-    MaskedMeanAngle,
-    MaskedRMSE,
+    RMSE,
     MaxF,
+    MeanAngle,
+    MeanIoU,
     TaskSpec,
     balanced_bce,
     ignore_ce_loss,
@@ -59,9 +59,9 @@ from trainer.tasks import (
 
 N_CLASSES = 40
 TASKS: dict[str, TaskSpec] = {
-    "semseg": TaskSpec("semseg", "segmentation", N_CLASSES, ignore_ce_loss, lambda: IgnoreMeanIoU(N_CLASSES)),
-    "depth": TaskSpec("depth", "regression", 1, masked_depth_loss, MaskedRMSE),
-    "normals": TaskSpec("normals", "normals", 3, normals_l1_loss, MaskedMeanAngle),
+    "semseg": TaskSpec("semseg", "segmentation", N_CLASSES, ignore_ce_loss, lambda: MeanIoU(N_CLASSES)),
+    "depth": TaskSpec("depth", "regression", 1, masked_depth_loss, RMSE),
+    "normals": TaskSpec("normals", "normals", 3, normals_l1_loss, MeanAngle),
     # 0.95: the fixed positive weight of the MTL codebases' edge loss (their edge_w).
     "edges": TaskSpec("edges", "binary", 1, balanced_bce(0.95), lambda: MaxF("odsF", 1.0)),
 }

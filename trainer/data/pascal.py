@@ -66,9 +66,9 @@ from trainer.data.files import (
 from trainer.errors import TrainerError
 from trainer.tasks import (
     IGNORE,
-    IgnoreMeanIoU,
-    MaskedMeanAngle,
     MaxF,
+    MeanAngle,
+    MeanIoU,
     TaskSpec,
     balanced_bce,
     ignore_ce_loss,
@@ -77,11 +77,11 @@ from trainer.tasks import (
 
 N_CLASSES, N_PARTS = 21, 7  # 20 VOC classes + background; 6 part groups + background
 TASKS: dict[str, TaskSpec] = {
-    "semseg": TaskSpec("semseg", "segmentation", N_CLASSES, ignore_ce_loss, lambda: IgnoreMeanIoU(N_CLASSES)),
-    "human_parts": TaskSpec("human_parts", "segmentation", N_PARTS, ignore_ce_loss, lambda: IgnoreMeanIoU(N_PARTS)),
+    "semseg": TaskSpec("semseg", "segmentation", N_CLASSES, ignore_ce_loss, lambda: MeanIoU(N_CLASSES)),
+    "human_parts": TaskSpec("human_parts", "segmentation", N_PARTS, ignore_ce_loss, lambda: MeanIoU(N_PARTS)),
     # Saliency: positives weighted by the batch's fraction of negatives, scored by maxF (beta^2 = 0.3).
     "saliency": TaskSpec("saliency", "binary", 1, balanced_bce(None), lambda: MaxF("maxF", 0.3)),
-    "normals": TaskSpec("normals", "normals", 3, normals_l1_loss, MaskedMeanAngle),
+    "normals": TaskSpec("normals", "normals", 3, normals_l1_loss, MeanAngle),
     "edges": TaskSpec("edges", "binary", 1, balanced_bce(0.95), lambda: MaxF("odsF", 1.0)),
 }
 SPLIT_FILES = {"train": "ImageSets/Context/train.txt", "val": "ImageSets/Context/val.txt"}

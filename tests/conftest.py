@@ -31,33 +31,42 @@ def _isolated_cache(tmp_path_factory):
     mp.undo()
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory, _isolated_cache):
-    """A fully trained (seconds-long) tiny run directory with model.ckpt."""
+def _fit(tmp_path_factory, config: str):
     from trainer.config import load_config
     from trainer.train import fit
 
-    out = tmp_path_factory.mktemp("tiny-run")
-    fit(load_config("tiny"), out)
+    out = tmp_path_factory.mktemp(f"{config}-run")
+    fit(load_config(config), out)
     return out
 
 
-@pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory, tiny_run):
-    """The tiny run compiled over the shipped 21-point grid (ONNX Runtime, fp32),
-    with its own compile cache; returns (bundle dir, cache dir, BuildReport)."""
+def _compile(tmp_path_factory, run, name: str):
+    """`run` compiled over the shipped 21-point grid (ONNX Runtime, fp32) with its own
+    compile cache: (bundle dir, cache dir, BuildReport)."""
     from compiler.build import BuildConfig, build
     from compiler.grid import GRID_DIR
 
-    root = tmp_path_factory.mktemp("bundle")
+    root = tmp_path_factory.mktemp(name)
     cfg = BuildConfig(
-        checkpoint=str(tiny_run / "model.ckpt"),
+        checkpoint=str(run / "model.ckpt"),
         prefs=str(GRID_DIR / "scenes3-21.json"),
         out=str(root / "bundle"),
         cache=str(root / "cache"),
     )
     report = build(cfg)
     return root / "bundle", root / "cache", report
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, _isolated_cache):
+    """A fully trained (seconds-long) tiny run directory with model.ckpt."""
+    return _fit(tmp_path_factory, "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, tiny_run):
+    """The tiny run compiled: (bundle dir, cache dir, BuildReport)."""
+    return _compile(tmp_path_factory, tiny_run, "bundle")
 
 
 def write_latency(bundle, backend: str, device: str, ms: dict) -> None:
@@ -76,25 +85,11 @@ def write_latency(bundle, backend: str, device: str, ms: dict) -> None:
 @pytest.fixture(scope="session")
 def tiny_slim_run(tmp_path_factory, _isolated_cache):
     """A trained (seconds-long) tiny run of the width-slimmable family."""
-    from trainer.config import load_config
-    from trainer.train import fit
-
-    out = tmp_path_factory.mktemp("tiny-slim-run")
-    fit(load_config("tiny-slim"), out)
-    return out
+    return _fit(tmp_path_factory, "tiny-slim")
 
 
 @pytest.fixture(scope="session")
 def tiny_slim_bundle(tmp_path_factory, tiny_slim_run):
-    """The tiny slim run compiled over the shipped 21-point grid; (bundle dir, BuildReport)."""
-    from compiler.build import BuildConfig, build
-    from compiler.grid import GRID_DIR
-
-    root = tmp_path_factory.mktemp("slim-bundle")
-    cfg = BuildConfig(
-        checkpoint=str(tiny_slim_run / "model.ckpt"),
-        prefs=str(GRID_DIR / "scenes3-21.json"),
-        out=str(root / "bundle"),
-        cache=str(root / "cache"),
-    )
-    return root / "bundle", build(cfg)
+    """The tiny slim run compiled: (bundle dir, BuildReport)."""
+    bundle, _, report = _compile(tmp_path_factory, tiny_slim_run, "slim-bundle")
+    return bundle, report

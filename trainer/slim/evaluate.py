@@ -22,7 +22,6 @@ from trainer.checkpoint import load_checkpoint
 from trainer.config import EvalConfig
 from trainer.data import get_tasks, open_split
 from trainer.evaluate import controllability, hypervolume, simplex_points, uniformity
-from trainer.models.blocks import count_params
 from trainer.slim.family import FAMILY, cost_range, search_config
 
 BUDGETS = (0.0, 0.5, 1.0)
@@ -73,7 +72,7 @@ def _row(ev: SlimEvaluator, name: str, specs, prefs, ref, cost_specs) -> dict:
         "uniformity": float(np.mean([uniformity(l, r) for l, r in zip(losses, prefs)])) if len(prefs) > 1 else None,
         "params": float(costs[:, 0].mean()),
         "gflops": float(costs[:, 1].mean()) / 1e9,
-        "param_share": float(costs[:, 0].mean()) / count_params(ev.net.subnet(ev.net.largest())),
+        "param_share": float(costs[:, 0].mean()) / ev.cost(ev.net.largest())[0],
         "control_params": 0.0,
         "metrics": np.mean([s[1] for s in scored], axis=0).tolist(),
         "losses": losses.tolist(),

@@ -29,9 +29,8 @@ def measure(checkpoint: str, sizes=(21, 66, 198)) -> list[dict]:
             grid.write_text(json.dumps(GRIDS[n]))
             cache = Path(tmp) / f"cache{n}"  # a fresh cache per size: cold means cold
             for mode in ("cold", "warm"):
-                cfg = BuildConfig(
-                    checkpoint=checkpoint, prefs=str(grid), out=str(Path(tmp) / f"b{n}"), cache=str(cache)
-                )
+                out = str(Path(tmp) / f"b{n}")
+                cfg = BuildConfig(checkpoint, str(grid), out, "onnxruntime", cache=str(cache))
                 rep = build(cfg, quiet)
                 rows.append(
                     {

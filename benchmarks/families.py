@@ -109,7 +109,8 @@ def compile_and_calibrate(run: str, root: Path, name: str, grid: dict, repeats: 
     path = root / f"{name}-grid.json"
     path.write_text(json.dumps(grid))
     out = root / name
-    build(BuildConfig(checkpoint=f"{run}/model.ckpt", prefs=str(path), out=str(out), cache=str(root / "cache")),
+    build(BuildConfig(checkpoint=f"{run}/model.ckpt", prefs=str(path), out=str(out), cache=str(root / "cache"),
+                      backend="onnxruntime"),
           Console(quiet=True))  # fmt: skip
     table = bench(str(out), repeats=repeats, warmup=min(5, repeats))
     save_table(out, table)

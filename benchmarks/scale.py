@@ -77,7 +77,9 @@ def _build(ckpt: Path, grid: Path, out: Path, cache: Path, jobs: int, parity_siz
 
     from compiler.build import BuildConfig, build
 
-    cfg = BuildConfig(str(ckpt), str(grid), str(out), cache=str(cache), jobs=jobs, parity_size=parity_size)
+    cfg = BuildConfig(
+        str(ckpt), str(grid), str(out), "onnxruntime", cache=str(cache), jobs=jobs, parity_size=parity_size
+    )
     rep = build(cfg, Console(quiet=True))
     return {"points": rep.points, "signatures": rep.signatures, "weight_sets": rep.weight_sets,
             "jobs": jobs, "stages": rep.stages, "parity_worst": rep.parity_worst}  # fmt: skip

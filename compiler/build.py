@@ -2,16 +2,19 @@
 
 A pipeline of values: each stage is a function that takes what it needs and
 returns what the next one needs (each timed, long ones with a progress bar).
-  load    checkpoint, grid, backend builder and its device identity  -> Source
+  targets the backends of --backend (auto: every one usable here), checked first (compiler/targets.py)
+  load    checkpoint, grid, model identity                            -> Source
   derive  every grid point -> argmax tree (edge hypernet) + BN deltas (weight hypernet),
           each distinct tree's params and FLOPs                       -> Plan
-  adapt   the anchor's arrays once -> anchor/<id>.npz; per point its adaptation (the BN
-          deltas of its tree's used nodes) -> deltas/<id>.npz (bundle format 2)
+  adapt   the anchor's arrays once -> anchor/<id>.safetensors; per point its adaptation (the
+          BN deltas of its tree's used nodes) -> deltas/<id>.safetensors (bundle format 3)
   export  per signature: ONNX graph of the unadapted tree (cached by content; the bundle's
           copy holds the structure only)
-  engine  per signature: backend engine (cached by content, keyed by its graph's key)
-  parity  per point: engine with the point's weights (folded from the stored anchor and
-          deltas, as the runtime folds them) vs the PyTorch tree model
+  engine  per signature and backend: engine (cached by content, keyed by its graph's key)
+  parity  per point and backend: engine with the point's weights (folded from the stored
+          anchor and deltas, as the runtime folds them) vs the PyTorch tree model
+  measure several backends of one device kind: each timed here; the order the runtime's
+          auto follows (build["auto"] in the manifest)
   publish manifest.json written last, the staging folder renamed into place
 Everything is written to a staging directory next to BUNDLE_DIR and renamed
 into place at the end: a failed, interrupted or parity-failing build leaves
@@ -42,13 +45,14 @@ from compiler.errors import CompilerError, ParityError
 from compiler.export import INPUT_NAME, OPSET, export_graph
 from compiler.grid import GridPoint, load_grid
 from compiler.hypernets import export_hypernets
+from compiler.targets import Target, Timing, auto_order, measure_latency, select_targets
 from compiler.workers import Workers
-from edgecore.arrays import save_arrays
+from edgecore.arrays import SUFFIX, save_arrays, write_arrays
 from edgecore.fileio import atomic_write_text, file_sha256
-from runtime.backends import BuildOptions, EngineBuilder, get_builder, get_runner
+from runtime.backends import BuildOptions, get_runner
 from runtime.backends.onnxruntime import externalise
-from runtime.errors import EdgeRuntimeError
 from runtime.manifest import EngineRef, GridEntry, InputSpec, Manifest, SignatureInfo, TaskInfo
+from runtime.sources import SAMPLES
 from runtime.weights import ANCHOR_DIR, DELTAS_DIR, WeightStore
 from trainer.checkpoint import load_checkpoint
 from trainer.errors import TrainerError
@@ -67,8 +71,8 @@ class BuildConfig:
     checkpoint: str
     prefs: str
     out: str
-    backend: str = "onnxruntime"
-    precision: str = "fp32"
+    backend: str = "auto"  # auto (every backend usable here), a backend, or a comma-separated list
+    precision: str = "fp32"  # for the backends that build it; the others build fp32
     cache: str | None = None  # None: the user cache (~/.cache/edgemtl/compile or $EDGEMTL_CACHE)
     jobs: int = 1  # worker processes for export and parity, threads for engine builds
     parity_inputs: int = 2  # random frames per grid point
@@ -94,7 +98,6 @@ class Source:
     grid: list[GridPoint]
     shape: tuple[int, ...]
     identity: str  # content hash of what engines depend on
-    device: dict  # the builder's identity: device slug, backend version, ...
 
     @property
     def anchor(self):
@@ -142,6 +145,7 @@ class BuildReport:
     flops_rel: tuple[float, float, float]
     parity_worst: float
     stages: dict  # stage -> seconds
+    auto: dict  # the manifest's build["auto"]: backend order for the runtime, and why
 
     def builds(self, kind: str = "engines") -> int:
         """Entries of `kind` built or rebuilt (0 on a repeated identical build)."""
@@ -184,22 +188,24 @@ def model_identity(anchor: torch.nn.Module, payload: dict) -> str:
 
 
 # -- stages ---------------------------------------------------------------------------
-def engine_builder(cfg: BuildConfig, cache: CompileCache) -> EngineBuilder:
-    """The backend's builder, checked before anything heavy is loaded."""
+def check_config(cfg: BuildConfig) -> None:
     if cfg.jobs < 1:
         raise CompilerError(f"--jobs must be >= 1, found {cfg.jobs}")
     if cfg.parity_size is not None and not 8 <= cfg.parity_size:
         raise CompilerError(f"--parity-size must be at least 8 pixels, found {cfg.parity_size}")
-    try:
-        timing_cache = cache.root / "timing" / f"{cfg.backend}.cache"
-        builder = get_builder(cfg.backend, BuildOptions(cfg.workspace_mb, timing_cache))
-        builder.check(cfg.precision)
-    except EdgeRuntimeError as exc:
-        raise CompilerError(str(exc)) from None
-    return builder
 
 
-def load(cfg: BuildConfig, builder: EngineBuilder) -> Source:
+def build_targets(cfg: BuildConfig, cache: CompileCache, console: Console) -> list[Target]:
+    """The backends this build compiles for, each checked before anything heavy is loaded."""
+    check_config(cfg)
+
+    def options(name: str) -> BuildOptions:  # one timing cache per backend (TensorRT's tactic timings)
+        return BuildOptions(cfg.workspace_mb, cache.root / "timing" / f"{name}.cache")
+
+    return select_targets(cfg.backend, cfg.precision, options, say=console.print)
+
+
+def load(cfg: BuildConfig) -> Source:
     try:
         fit_cfg, models, payload = load_checkpoint(cfg.checkpoint)
         family = model_family(family_of(payload["config"]))
@@ -214,7 +220,6 @@ def load(cfg: BuildConfig, builder: EngineBuilder) -> Source:
         load_grid(cfg.prefs, len(payload["tasks"])),
         tuple(payload["input_spec"]["shape"]),
         model_identity(models.anchor, payload),
-        builder.identity(),
     )
 
 
@@ -255,7 +260,7 @@ class Adapted:
     """What the adapt stage stored: the anchor (once) and every point's adaptation."""
 
     anchor: dict  # the manifest's anchor entry: {"id", "plan"}
-    ids: list[str]  # per point, in point order: deltas/<id>.npz
+    ids: list[str]  # per point, in point order: deltas/<id>.safetensors
 
     def store(self, bundle: Path, family: str) -> WeightStore:
         """The runtime's reader of these files (parity folds through it)."""
@@ -263,7 +268,7 @@ class Adapted:
 
 
 def adapt(src: Source, points: list[Point], stage: Path, progress: Progress) -> Adapted:
-    """Writes the anchor's arrays once and each point's adaptation (bundle format 2)."""
+    """Writes the anchor's arrays once and each point's adaptation (bundle format 2 on)."""
     bar = progress.add_task("adapt", total=len(points))
     arrays, plan = src.family.anchor_arrays(src.models)
     anchor = {"id": save_arrays(arrays, stage / ANCHOR_DIR), "plan": plan}
@@ -318,18 +323,19 @@ def bundle_graphs(graphs: dict[str, Graph], stage: Path) -> None:
 def engines(
     src: Source,
     graphs: dict[str, Graph],
-    builder: EngineBuilder,
+    target: Target,
     cfg: BuildConfig,
     cache: CompileCache,
     shape: tuple,
     progress: Progress,
     label: str = "engine",
 ) -> dict[str, Entry]:
-    """Per signature: the backend's engine of its graph at `shape`, keyed by the graph's
+    """Per signature: the target's engine of its graph at `shape`, keyed by the graph's
     key (a graph rebuilt by a new exporter never reuses an old engine); built on
     `cfg.jobs` threads (engine builders release the GIL)."""
     bar = progress.add_task(label, total=len(graphs))
-    subdir = f"{builder.name}/{src.device['device']}"
+    builder = target.builder
+    subdir = f"{builder.name}/{target.device['device']}"
 
     def one(sig: str):
         g = graphs[sig]
@@ -338,16 +344,16 @@ def engines(
             "signature": sig,
             "graph": g.key,
             "backend": builder.name,
-            "precision": cfg.precision,
+            "precision": target.precision,
             "shape": list(shape),
-            **src.device,
+            **target.device,
         }
         entry = cache.get_or_build(
             "engines",
             subdir,
             fields,
             builder.suffix,
-            lambda tmp: builder.build(g.path, tmp, cfg.precision, g.weight_names),
+            lambda tmp: builder.build(g.path, tmp, target.precision, g.weight_names),
         )
         progress.advance(bar)
         return sig, entry
@@ -356,16 +362,14 @@ def engines(
         return dict(pool.map(one, graphs))
 
 
-def bundle_engines(src: Source, entries: dict[str, Entry], builder: EngineBuilder, cfg, stage: Path):
-    """Copies the engines into the bundle; their manifest references."""
-    refs = {}
+def bundle_engines(entries: dict[str, Entry], target: Target, stage: Path) -> dict[str, EngineRef]:
+    """Copies the target's engines into the bundle; their manifest references."""
+    refs, device = {}, target.device["device"]
     for sig, entry in entries.items():
-        rel = Path("engines") / builder.name / src.device["device"] / entry.path.name
+        rel = Path("engines") / target.name / device / entry.path.name
         (stage / rel).parent.mkdir(parents=True, exist_ok=True)
         copy_entry(entry.path, stage / rel)
-        refs[sig] = EngineRef(
-            builder.name, cfg.precision, src.device["device"], entry.key, str(rel), entry.meta["sha256"]
-        )
+        refs[sig] = EngineRef(target.name, target.precision, device, entry.key, str(rel), entry.meta["sha256"])
     return refs
 
 
@@ -378,6 +382,8 @@ class Check:
     engine: Path
     engine_key: str
     backend: str
+    device: str
+    precision: str
     shape: tuple
     n: int
     seed: int
@@ -400,19 +406,22 @@ def parity_one(src: Source, cache: CompileCache, c: Check) -> dict:
         xs = np.random.default_rng(c.seed).standard_normal((c.n, *c.shape)).astype(np.float32)
         return check_point(src, c.point, c.backend, c.engine, _STORES[key], c.adaptation, xs)
 
-    return cache.memo_json("parity", f"{c.backend}/{src.device['device']}", fields, compute)
+    return cache.memo_json("parity", f"{c.backend}/{c.device}", fields, compute)
 
 
-def parity_checks(plan: Plan, adapted: Adapted, cfg: BuildConfig, stage: Path, full: tuple, small: tuple | None):
-    """(point index, Check) pairs; `full` and `small` are (input shape, {signature: (engine
-    path, engine key)}). Every point on its full-size engine; with `small` (--parity-size),
-    every point on its signature's small-input engine and each signature's first point at
-    full size."""
+def parity_checks(
+    plan: Plan, adapted: Adapted, cfg: BuildConfig, target: Target, stage: Path, full: tuple, small: tuple | None
+):
+    """(point index, Check) pairs of one target; `full` and `small` are (input shape,
+    {signature: (engine path, engine key)}). Every point on its full-size engine; with
+    `small` (--parity-size), every point on its signature's small-input engine and each
+    signature's first point at full size."""
 
     def check(i: int, shape: tuple, engines_: dict) -> tuple[int, Check]:
         p = plan.points[i]
         path, key = engines_[p.signature]
-        return i, Check(p, adapted.ids[i], path, key, cfg.backend, shape, cfg.parity_inputs, cfg.seed, stage, adapted)
+        where = (target.name, target.device["device"], target.precision)
+        return i, Check(p, adapted.ids[i], path, key, *where, shape, cfg.parity_inputs, cfg.seed, stage, adapted)
 
     everything = range(len(plan.points))
     if small is None:
@@ -423,30 +432,44 @@ def parity_checks(plan: Plan, adapted: Adapted, cfg: BuildConfig, stage: Path, f
     return [check(i, *full) for i in sorted(first.values())] + [check(i, *small) for i in everything]
 
 
-def parity(checks: list, n_points: int, cfg: BuildConfig, workers: Workers, progress: Progress) -> list[dict]:
-    """Per point: {task: worst errors over its checks}; raises ParityError (nothing
-    published) if any check exceeds the tolerance."""
+def tolerance(cfg: BuildConfig, precision: str) -> float:
+    """Parity budget of an engine precision, relative to the output scale."""
+    return cfg.parity_tol if precision == "fp32" else REDUCED_TOL[precision]
+
+
+@dataclass(frozen=True)
+class Parity:
+    points: list[dict]  # per point: {task: worst errors over its checks, every backend}
+    worst: dict[str, float]  # per backend: its worst relative error
+
+
+def parity(checks: list, n_points: int, cfg: BuildConfig, workers: Workers, progress: Progress) -> Parity:
+    """Every check's errors, merged per point and per backend; raises ParityError
+    (nothing published) if any check exceeds its precision's tolerance."""
     bar = progress.add_task("parity", total=len(checks))
-    tol = cfg.parity_tol if cfg.precision == "fp32" else REDUCED_TOL[cfg.precision]
     results: list[dict] = [{} for _ in range(n_points)]
+    worst_of: dict[str, float] = {}
     failures = []
     for (i, c), errors in zip(checks, workers.map(parity_one, [c for _, c in checks])):
         for task, e in errors.items():
             old = results[i].get(task)
             results[i][task] = e if old is None or e["rel"] > old["rel"] else old
         worst = max(e["rel"] for e in errors.values())
+        worst_of[c.backend] = max(worst_of.get(c.backend, 0.0), worst)
+        tol = tolerance(cfg, c.precision)
         if not worst <= tol:  # also catches NaN
-            failures.append((worst, c.point.grid.name, c.point.signature, "x".join(map(str, c.shape[1:]))))
+            size = "x".join(map(str, c.shape[1:]))
+            failures.append((worst, tol, c.point.grid.name, c.backend, c.precision, c.point.signature, size))
         progress.advance(bar)
     _STORES.clear()  # the staged anchor is not needed after parity (hundreds of MB at paper scale)
     if failures:
-        worst, name, sig, size = max(failures)
+        worst, tol, name, backend, precision, sig, size = max(failures)
         raise ParityError(
             f"{len(failures)} of {len(checks)} parity checks ({n_points} grid points) exceed the parity "
-            f"tolerance {tol:g} (relative to the output scale); worst {worst:.3g} at {name!r} "
-            f"(signature {sig}, {size} input). Nothing was published."
+            f"tolerance; worst {worst:.3g} (budget {tol:g} relative to the output scale) at {name!r} "
+            f"({backend} {precision}, signature {sig}, {size} input). Nothing was published."
         )
-    return results
+    return Parity(results, worst_of)
 
 
 @torch.no_grad()
@@ -480,9 +503,7 @@ def samples(src: Source, cache: CompileCache, stage: Path, n: int | None = None)
     model's dataset when it is on this machine (NYUD-MT, PASCAL-MT, ...), else rendered
     scenes (the runtime cannot render: the scene generator lives in the trainer)."""
     if src.fit_cfg.data.dataset != "scenes" and (frames := dataset_frames(src.fit_cfg.data, n or 16)) is not None:
-        (stage / "samples").mkdir()
-        with open(stage / "samples" / "frames.npz", "wb") as f:
-            np.savez_compressed(f, frames=frames)
+        write_arrays(stage / SAMPLES, {"frames": frames})
         return
     rendered_samples(src, cache, stage, n)
 
@@ -502,8 +523,7 @@ def dataset_frames(data, n: int) -> np.ndarray | None:
 
 def rendered_samples(src: Source, cache: CompileCache, stage: Path, n: int | None = None) -> None:
     """Rendered scenes: RGB uint8, larger than a small network's input as a camera's would
-    be (4x, at most 256 px; a large input's own size), compressed. Cached: rendering
-    takes seconds."""
+    be (4x, at most 256 px; a large input's own size). Cached: rendering takes seconds."""
     from trainer.data.scenes import GENERATOR_VERSION, render_scenes
 
     data, side = src.fit_cfg.data, max(src.shape[1:])
@@ -515,17 +535,16 @@ def rendered_samples(src: Source, cache: CompileCache, stage: Path, n: int | Non
         "seed": data.seed + 7919,
         "max_objects": data.max_objects,
         "generator": GENERATOR_VERSION,
-        "format": "npz",
+        "format": "safetensors",
     }
 
     def render(tmp: Path) -> None:
         images = render_scenes(n, size, seed=fields["seed"], max_objects=data.max_objects)["image"]
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, frames=np.ascontiguousarray(images.astype(np.uint8).transpose(0, 2, 3, 1)))
+        write_arrays(tmp, {"frames": np.ascontiguousarray(images.astype(np.uint8).transpose(0, 2, 3, 1))})
 
-    entry = cache.get_or_build("samples", "scenes", fields, ".npz", render)
-    (stage / "samples").mkdir()
-    copy_entry(entry.path, stage / "samples" / "frames.npz")
+    entry = cache.get_or_build("samples", "scenes", fields, SUFFIX, render)
+    (stage / SAMPLES).parent.mkdir()
+    copy_entry(entry.path, stage / SAMPLES)
 
 
 @dataclass(frozen=True)
@@ -533,10 +552,12 @@ class Compiled:
     """Everything the manifest records, once every stage has run."""
 
     plan: Plan
-    graphs: dict[str, Graph]
-    refs: dict[str, EngineRef]
+    targets: list[Target]
+    graphs: dict[str, Graph]  # the bundle's copies (fp32 where a target builds from fp32)
+    engines: dict[str, Engines]  # per backend
     adapted: Adapted
-    parity: list[dict]
+    parity: Parity
+    auto: dict  # build["auto"]: the runtime's backend order and how it was decided
     hypernets: dict | None
 
 
@@ -554,11 +575,11 @@ def manifest(cfg: BuildConfig, src: Source, c: Compiled, build_info: dict) -> Ma
             INPUT_NAME,
             g.output_names,
             g.weight_names,
-            (c.refs[sig],),
+            tuple(c.engines[t.name].refs[sig] for t in c.targets),
         )
     grid = tuple(
         GridEntry(p.grid.name, p.grid.preference.r, p.grid.preference.c, p.signature, aid, par)
-        for p, aid, par in zip(c.plan.points, c.adapted.ids, c.parity)
+        for p, aid, par in zip(c.plan.points, c.adapted.ids, c.parity.points)
     )
     spec = src.payload["input_spec"]
     # The checkpoint by identity, not by path: a moved bundle keeps working.
@@ -598,8 +619,9 @@ def report(out: Path, c: Compiled, cache: CompileCache, seconds: dict) -> BuildR
         cache.stats,
         rel([p / full[0] for p, _ in c.plan.costs.values()]),
         rel([f / full[1] for _, f in c.plan.costs.values()]),
-        max(e["rel"] for errs in c.parity for e in errs.values()),
+        max(e["rel"] for errs in c.parity.points for e in errs.values()),
         seconds,
+        c.auto,
     )
 
 
@@ -674,12 +696,12 @@ def build(cfg: BuildConfig, console: Console | None = None) -> BuildReport:
     # ONNX Runtime's own pool): one torch thread avoids OpenMP spin contention,
     # which made each small conv ~10x slower on 2 cores.
     torch.set_num_threads(1)
-    builder = engine_builder(cfg, cache)  # fail fast, before loading anything heavy
+    targets = build_targets(cfg, cache, console)  # fail fast, before loading anything heavy
     out = Path(cfg.out)
     if out.exists() and not (out / "manifest.json").is_file():
         raise CompilerError(f"--out {out} exists and is not a bundle: refusing to replace it")
     with timed("load"):
-        src = load(cfg, builder)
+        src = load(cfg)
     with timed("derive"):
         plan = derive(src, cache)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -687,15 +709,17 @@ def build(cfg: BuildConfig, console: Console | None = None) -> BuildReport:
     stage = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
         stage.mkdir()
-        compiled = _compile(cfg, src, plan, builder, cache, stage, timed, console)
+        compiled = _compile(cfg, src, plan, targets, cache, stage, timed, console)
         timed.seconds["total"] = round(time.perf_counter() - t0, 3)
         # No paths of the build machine: a bundle is copied to devices and must not depend on them.
         config = {k: v for k, v in vars(cfg).items() if k not in ("checkpoint", "out", "cache")}
         config["prefs"] = Path(cfg.prefs).name
         info = {
-            "backend": cfg.backend,
+            "backend": cfg.backend,  # as requested
             "precision": cfg.precision,
-            "device": src.device,
+            "backends": {t.name: {"precision": t.precision, "device": t.device} for t in targets},
+            "auto": compiled.auto,
+            "parity_worst": compiled.parity.worst,
             "config": config,
             "cache": cache.stats,
             "stages": timed.seconds,
@@ -712,41 +736,101 @@ def _compile(
     cfg: BuildConfig,
     src: Source,
     plan: Plan,
-    builder: EngineBuilder,
+    targets: list[Target],
     cache: CompileCache,
     stage: Path,
     timed: Stages,
     console: Console,
 ) -> Compiled:
-    precision = builder.graph_precision(cfg.precision)
     small_shape = (src.shape[0], cfg.parity_size, cfg.parity_size) if _small_parity(cfg, src) else None
+    precisions = graph_precisions(targets)
     with _progress(console) as progress, Workers(cfg, src, cache) as workers:
         with timed("adapt"):
             adapted = adapt(src, plan.points, stage, progress)
         with timed("export"):
-            graphs = export(src, plan.specs, precision, src.shape, workers, progress, "export")
-            bundle_graphs(graphs, stage)
-            if small_shape:
-                small_graphs = export(src, plan.specs, precision, small_shape, workers, progress, "export-s")
+            graphs, small_graphs = {}, {}
+            for gp in precisions:
+                label = "export" if gp == precisions[0] else f"export-{gp}"
+                graphs[gp] = export(src, plan.specs, gp, src.shape, workers, progress, label)
+                if small_shape:
+                    small_graphs[gp] = export(src, plan.specs, gp, small_shape, workers, progress, f"{label}-s")
+            bundle_graphs(graphs[precisions[0]], stage)
         with timed("engine"):
-            entries = engines(src, graphs, builder, cfg, cache, src.shape, progress)
-            refs = bundle_engines(src, entries, builder, cfg, stage)
-            full = (src.shape, {sig: (stage / refs[sig].path, entries[sig].key) for sig in refs})
-            small = None
-            if small_shape:
-                small_entries = engines(src, small_graphs, builder, cfg, cache, small_shape, progress, "engine-s")
-                small = (small_shape, {sig: (e.path, e.key) for sig, e in small_entries.items()})
+            built = {}
+            for t in targets:
+                label = "engine" if len(targets) == 1 else f"engine {t.name}"
+                shapes = (src.shape, small_shape)
+                built[t.name] = target_engines(src, t, graphs, small_graphs, shapes, cfg, cache, stage, progress, label)
         with timed("parity"):
-            checks = parity_checks(plan, adapted, cfg, stage, full, small)
+            checks = [c for t in targets for c in parity_checks(plan, adapted, cfg, t, stage, *built[t.name].checked)]
             errors = parity(checks, len(plan.points), cfg, workers, progress)
             src.family.set_input_size(src.models, src.shape[1:])
+        with timed("measure"):
+            auto = rank(src, plan, adapted, targets, built, stage, progress)
     with timed("samples"):
         samples(src, cache, stage)
     hypernets = None
     if cfg.hypernets and src.family.hypernets:
         with timed("hypernets"):
             hypernets = export_hypernets(src.models, stage)
-    return Compiled(plan, graphs, refs, adapted, errors, hypernets)
+    return Compiled(plan, targets, graphs[precisions[0]], built, adapted, errors, auto, hypernets)
+
+
+def graph_precisions(targets: list[Target]) -> list[str]:
+    """The graph precisions the targets build from, the bundle's own copy's first (fp32
+    when any target builds from fp32: the runtime folds fp32 weights)."""
+    wanted = list(dict.fromkeys(t.graph_precision for t in targets))
+    return sorted(wanted, key=lambda p: p != "fp32")
+
+
+@dataclass(frozen=True)
+class Engines:
+    """One target's engines: in the bundle, and what parity checks (full and --parity-size)."""
+
+    refs: dict[str, EngineRef]  # signature -> the bundle's engine
+    full: tuple  # (input shape, {signature: (engine path, engine key)})
+    small: tuple | None  # the same at --parity-size, or None
+
+    @property
+    def checked(self) -> tuple:
+        return self.full, self.small
+
+
+def target_engines(src, target, graphs, small_graphs, shapes, cfg, cache, stage, progress, label) -> Engines:
+    """Builds (or finds cached) one target's engines at full size and, with --parity-size,
+    at the small size, and copies the full-size ones into the bundle."""
+    shape, small_shape = shapes
+    gp = target.graph_precision
+    entries = engines(src, graphs[gp], target, cfg, cache, shape, progress, label)
+    refs = bundle_engines(entries, target, stage)
+    full = (shape, {sig: (stage / refs[sig].path, entries[sig].key) for sig in refs})
+    if not small_shape:
+        return Engines(refs, full, None)
+    small_entries = engines(src, small_graphs[gp], target, cfg, cache, small_shape, progress, f"{label}-s")
+    return Engines(refs, full, (small_shape, {sig: (e.path, e.key) for sig, e in small_entries.items()}))
+
+
+def rank(src, plan: Plan, adapted: Adapted, targets: list[Target], built: dict, stage: Path, progress) -> dict:
+    """The runtime's `auto` order (compiler/targets.py): where several backends share a
+    device kind, each signature's engines timed with its first grid point's weights."""
+
+    def measure(names: list[str]) -> dict[str, float]:
+        first: dict[str, int] = {}
+        for i, p in enumerate(plan.points):
+            first.setdefault(p.signature, i)
+        bar = progress.add_task("measure", total=len(first))
+        store = adapted.store(stage, src.family.name)
+        timings = (  # lazily: one signature's weights at a time
+            Timing(
+                sig,
+                {n: stage / built[n].refs[sig].path for n in names},
+                store.weights(plan.points[i].spec, store.adaptation(adapted.ids[i])),
+            )
+            for sig, i in first.items()
+        )
+        return measure_latency(timings, src.shape, lambda: progress.advance(bar))
+
+    return auto_order(targets, measure)
 
 
 def _small_parity(cfg: BuildConfig, src: Source) -> bool:

@@ -28,7 +28,7 @@ from filelock import FileLock
 from compiler.errors import CompilerError
 from edgecore.fileio import atomic_write_text, file_sha256
 
-CACHE_FORMAT_VERSION = 2  # bump when artifacts change meaning: every old entry becomes a miss
+CACHE_FORMAT_VERSION = 3  # bump when artifacts change meaning: every old entry becomes a miss
 ENTRY_KEY = re.compile(r"[0-9a-f]{24}")  # cache_key(): the names of everything this cache writes
 STRICT_ENV = "EDGEMTL_CACHE_STRICT"  # "1": a miss is an error (tests, CI: prove a build is all hits)
 

@@ -23,11 +23,10 @@ _WORKER: dict[str, Any] = {}  # this worker process's Source
 def _init(cfg) -> None:
     import torch
 
-    from compiler.build import engine_builder, load
+    from compiler.build import load
 
     torch.set_num_threads(1)  # one process per core: no oversubscription
-    cache = CompileCache(cfg.cache)
-    _WORKER["src"] = load(cfg, engine_builder(cfg, cache))
+    _WORKER["src"] = load(cfg)
 
 
 def _call(fn: Callable, root: str, strict: bool, payload: bytes) -> tuple[Any, dict]:

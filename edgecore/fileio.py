@@ -7,8 +7,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Callable, Iterator
 
 
 def file_sha256(path: str | Path) -> str:
@@ -19,19 +20,27 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def atomic_write(path: str | Path, write: Callable[[IO], None], mode: str = "wb") -> Path:
-    """Calls `write(file)` on a temp file beside `path`, then renames it to `path`."""
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yields a temp path beside `path` for a writer that wants a file name (safetensors);
+    renames it to `path` when the block succeeds, deletes it when it fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write(path: str | Path, write: Callable[[IO], None], mode: str = "wb") -> Path:
+    """Calls `write(file)` on a temp file beside `path`, then renames it to `path`."""
+    with atomic_path(path) as tmp, open(tmp, mode) as f:
+        write(f)
+    return Path(path)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -1,6 +1,6 @@
 """The runtime: a compiled bundle, one active sub-network, swaps between calls.
 
-    rt = runtime.load("bundles/scenes3")           # backend="auto": TensorRT if usable, else ORT
+    rt = runtime.load("bundles/scenes3")           # backend="auto": the build's measured order
     rt.set_preference([0.6, 0.2, 0.2], c=0.5)      # nearest compiled grid point (blocks until active)
     swap = rt.set_preference(r, c, wait=False)     # returns at once; loads on a background thread
     outs = rt(frame)                               # runs on the current sub-network meanwhile
@@ -31,11 +31,11 @@ from edgecore.family import DEFAULT_FAMILY, get_family
 from edgecore.fileio import file_sha256
 from edgecore.paths import confine
 from edgecore.stats import percentiles
-from runtime.backends import Runner, available, backend, get_runner, names
+from runtime.backends import BACKENDS, Runner, available, backend, get_runner, names
 from runtime.errors import EdgeRuntimeError
 from runtime.exact import ExactResolver
 from runtime.latency import load_table
-from runtime.manifest import GridEntry, Manifest, load_manifest
+from runtime.manifest import GridEntry, Manifest, load_manifest, recorded_auto
 from runtime.memory import Growth
 from runtime.pool import PoolItem, WarmPool
 from runtime.prefs import validate_preference
@@ -82,8 +82,10 @@ class Swap:
 
 
 def choose_backend(manifest: Manifest, backend: str) -> tuple[str, str]:
-    """(backend, reason): 'auto' takes the highest-priority backend that is usable here
-    and compiled into the bundle (TensorRT before ONNX Runtime)."""
+    """(backend, reason): 'auto' takes the first backend that is usable here and compiled
+    into the bundle, in the order the build recorded (`build["auto"]["order"]`: GPU
+    backends first, then the CPU backends fastest first as measured on the build
+    machine), then in the registry's priority order (TensorRT before ONNX Runtime)."""
     built = {ref.backend for s in manifest.signatures.values() for ref in s.engines}
     if backend != "auto":
         if backend not in built:
@@ -95,13 +97,27 @@ def choose_backend(manifest: Manifest, backend: str) -> tuple[str, str]:
         if not ok:
             raise EdgeRuntimeError(f"backend {backend} cannot run here: {why}")
         return backend, f"requested; {why}"
+    auto = recorded_auto(manifest.build)
+    recorded = [n for n in auto.get("order", []) if n in BACKENDS]  # unknown names: ignored
     reasons = []
-    for name in names():  # the registry's priority order
+    for name in recorded + [n for n in names() if n not in recorded]:
         ok, why = available(name)
         if ok and name in built:
-            return name, f"auto: {why}" + (f" ({'; '.join(reasons)})" if reasons else "")
+            rule = _recorded_rule(auto, recorded) if name in recorded else "registry priority"
+            return name, f"auto: {rule}; {why}" + (f" ({'; '.join(reasons)})" if reasons else "")
         reasons.append(f"{name}: {why if not ok else 'no engines in bundle'}")
     raise EdgeRuntimeError(f"no usable backend: {'; '.join(reasons)}")
+
+
+def _recorded_rule(auto: dict, recorded: list[str]) -> str:
+    """How the build ordered its backends: the measured latencies, or its rule's name."""
+    ms = auto.get("ms", {})
+    timed = [n for n in recorded if n in ms]
+    if len(timed) > 1:
+        where = auto.get("machine", "the build machine")
+        fastest_first = " < ".join(f"{n} {ms[n]:.3g} ms" for n in sorted(timed, key=ms.get))
+        return f"measured at build time on {where}: {fastest_first}"
+    return auto.get("rule", "the build's recorded order")
 
 
 class Runtime:

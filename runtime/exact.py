@@ -30,7 +30,7 @@ class ExactResolver:
             plan = json.loads(files["plan"].read_text())
             so = session_options(1, "ORT_ENABLE_ALL")
             self.session = ort.InferenceSession(str(files["graph"]), so, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # missing files, bad JSON/npz/onnx: one message
+        except Exception as exc:  # missing files, bad JSON/onnx: one message
             raise EdgeRuntimeError(f"bundle hypernets are unreadable ({exc.__class__.__name__}: {exc})") from None
         version = plan.get("version") if isinstance(plan, dict) else None
         if version != PLAN_VERSION:

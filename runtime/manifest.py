@@ -20,9 +20,16 @@ from runtime.errors import EdgeRuntimeError
 from runtime.prefs import validate_preference
 
 FORMAT = "edgemtl.bundle"
-FORMAT_VERSION = 2  # bump on any incompatible change; readers refuse other versions
+FORMAT_VERSION = 3  # bump on any incompatible change; readers refuse other versions
 # 2 (compiler 0.2.0): the anchor's weights stored once, per grid point only its adaptation
-FIRST_COMPILER = {1: "0.1.0", 2: "0.2.0"}  # the compiler release that first wrote each version
+# 3 (compiler 0.3.0): array files (anchor, deltas, samples) are safetensors,
+#   OpenVINO engines take weights as graph inputs
+FIRST_COMPILER = {1: "0.1.0", 2: "0.2.0", 3: "0.3.0"}  # the compiler release that first wrote each version
+# build["auto"]["rule"]: how the build ordered its backends for the runtime's `auto`
+MEASURED_RULE = (
+    "fastest median engine latency over the bundle's signatures, measured at build time on the build machine"
+)
+PRIORITY_RULE = "registry priority (one backend)"
 MAX_MANIFEST_BYTES = 64 << 20  # a 10^5-point grid is ~50 MB; anything larger is not ours
 MAX_SIDE = 16384  # input channels / pixels per side
 
@@ -78,7 +85,7 @@ class GridEntry:
     r: tuple[float, ...]
     c: float
     signature: str
-    adaptation: str  # adaptation id: deltas/<id>.npz, folded into the anchor at load
+    adaptation: str  # adaptation id: deltas/<id>.safetensors, folded into the anchor at load
     parity: dict = field(default_factory=dict)  # task -> {"max_abs", "rel"}
 
 
@@ -90,7 +97,7 @@ class Manifest:
     full_net: dict  # params, flops of the anchor net with every stream computed
     signatures: dict[str, SignatureInfo]
     grid: tuple[GridEntry, ...]
-    anchor: dict  # {"id": anchor/<id>.npz, "plan": the family's fold plan}
+    anchor: dict  # {"id": anchor/<id>.safetensors, "plan": the family's fold plan}
     hypernets: dict | None = None  # {"graph", "plan"} paths, for exact mode
     build: dict = field(default_factory=dict)
     family: str = DEFAULT_FAMILY  # edgecore.family name: how to read the specs
@@ -271,6 +278,27 @@ def _hypernets(h) -> dict | None:
     for key in ("graph", "plan"):
         check_relative(_get(h, key, str, "hypernets"), f"manifest: hypernets.{key}", EdgeRuntimeError)
     return h
+
+
+def recorded_auto(build: Any) -> dict:
+    """The build's backend order for the runtime's `auto` (`build["auto"]`), validated:
+    {"order": [names], "ms": {name: ms}, "rule": str, "machine": str}, each part
+    present only when well-formed (a bundle from an older compiler has none)."""
+    auto = build.get("auto") if isinstance(build, dict) else None
+    if not isinstance(auto, dict):
+        return {}
+    out = {}
+    order = auto.get("order")
+    if isinstance(order, list) and all(isinstance(n, str) for n in order):
+        out["order"] = list(dict.fromkeys(order))
+    ms = auto.get("ms")
+    if isinstance(ms, dict):
+        ok = {k: float(v) for k, v in ms.items() if type(v) in (int, float) and math.isfinite(v) and v > 0}
+        out["ms"] = ok
+    for key in ("rule", "machine"):
+        if isinstance(auto.get(key), str):
+            out[key] = auto[key]
+    return out
 
 
 def load_manifest(bundle_dir: str | Path) -> Manifest:

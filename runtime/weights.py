@@ -1,8 +1,8 @@
-"""A bundle's weights (format 2): the anchor stored once, per grid point only its
+"""A bundle's weights (format 2 on): the anchor stored once, per grid point only its
 adaptation, folded into a sub-network's weight set when it is loaded.
 
-    anchor/<id>.npz    every node's and head's raw arrays (BN unfolded), shared by all points
-    deltas/<id>.npz    one point's adaptation: the BN deltas of its tree's used nodes (KBs)
+    anchor/<id>.safetensors    every node's and head's raw arrays (BN unfolded), shared by all points
+    deltas/<id>.safetensors    one point's adaptation: the BN deltas of its tree's used nodes (KBs)
 
 Both are content-addressed (`edgecore.arrays`): a file whose content does not
 hash to its name is rejected. Folding runs in numpy through the family's
@@ -18,7 +18,7 @@ from typing import Mapping
 
 import numpy as np
 
-from edgecore.arrays import load_arrays
+from edgecore.arrays import SUFFIX, load_arrays
 from edgecore.family import get_family
 from edgecore.paths import confine
 from runtime.errors import EdgeRuntimeError
@@ -38,7 +38,7 @@ class WeightStore:
         with self._lock:
             if self._anchor is None:
                 ref = self.manifest.anchor
-                arrays = self._read(f"{ANCHOR_DIR}/{ref['id']}.npz", "anchor")
+                arrays = self._read(f"{ANCHOR_DIR}/{ref['id']}{SUFFIX}", "anchor")
                 try:
                     self._anchor = get_family(self.manifest.family).anchor(arrays, ref["plan"])
                 except (ValueError, TypeError) as exc:
@@ -46,7 +46,7 @@ class WeightStore:
             return self._anchor
 
     def adaptation(self, adaptation_id: str) -> dict[str, np.ndarray]:
-        return self._read(f"{DELTAS_DIR}/{adaptation_id}.npz", "adaptation")
+        return self._read(f"{DELTAS_DIR}/{adaptation_id}{SUFFIX}", "adaptation")
 
     def weights(self, spec, adaptation: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The folded weight set of sub-network `spec` with `adaptation`, by initializer name."""

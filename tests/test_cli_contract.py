@@ -10,6 +10,7 @@ import pytest
 from benchmarks.__main__ import main as bench_main
 from compiler.cli import main as compiler_main
 from runtime.cli import main as runtime_main
+from runtime.sources import SAMPLES, sample_frames
 from trainer.cli import main as trainer_main
 
 SUBCOMMANDS = [
@@ -59,10 +60,12 @@ def test_bad_run_arguments_exit_2_before_the_first_frame(bundle, tmp_path, capsy
     assert not (tmp_path / "missing").exists()
 
 
-def test_pickled_sample_frames_are_refused(bundle, capsys):
-    np.savez(bundle / "samples" / "frames.npz", frames=np.array([{"x": 1}], dtype=object))
+def test_sample_frames_that_are_not_safetensors_are_refused(bundle, capsys):
+    """An npz (even a pickled one) in place of the safetensors samples: one line, exit 2."""
+    with open(bundle / SAMPLES, "wb") as f:
+        np.savez(f, frames=np.array([{"x": 1}], dtype=object))
     assert runtime_main(["run", str(bundle), "--headless", "--frames", "2"]) == 2
-    assert "not an npz file with a 'frames' array" in capsys.readouterr().err
+    assert "corrupt or not a safetensors file" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("edit, match", [
@@ -83,7 +86,7 @@ def test_malformed_manifests_exit_2(bundle, capsys, edit, match):
 
 def test_a_schedule_event_past_the_end_of_a_finite_source_is_refused(bundle, tmp_path, capsys):
     cv2 = pytest.importorskip("cv2")
-    n_samples = len(np.load(bundle / "samples" / "frames.npz")["frames"])
+    n_samples = len(sample_frames(bundle))
     late = _schedule(tmp_path, {"frame": n_samples, "budget_ms": 1})
     assert runtime_main(["run", str(bundle), "--headless", *late]) == 2  # the samples play once
     assert f"event at frame {n_samples} would never run" in capsys.readouterr().err

@@ -5,7 +5,8 @@ a `Runner` (run an engine, bind weight sets) and a `Builder` (graph -> engine),
 with its heavy packages imported lazily, and one `Backend` row in `BACKENDS`
 saying what it supports (the ultralytics exporter's `export_formats()` table).
 CLIs take their `--backend` / `--precision` choices from the table; the
-runtime's "auto" tries backends in `priority` order. Adding a backend is one
+runtime's "auto" tries backends in the order the bundle's build measured
+(compiler/targets.py), then in `priority` order. Adding a backend is one
 new module plus one `register(Backend(...))` call
 (tests/runtime/backends/test_registry.py registers a toy one).
 """
@@ -26,7 +27,7 @@ class Backend:
     module: str  # imported on first use: the module defines available(), Runner and Builder
     precisions: tuple[str, ...]  # engine precisions its builder can produce
     device_kinds: tuple[str, ...]  # "cpu", "cuda": what it runs on
-    priority: int  # runtime "auto": usable backends with engines in the bundle, highest first
+    priority: int  # runtime "auto" after the build's measured order: usable backends with engines, highest first
     suffix: str  # engine file suffix in caches and bundles
     # A new weight set on a loaded engine is cheap (TensorRT: refit in place), so the
     # runtime rebinds an idle warm runner of the same signature instead of loading
@@ -46,7 +47,8 @@ def register(backend: Backend) -> Backend:
 
 register(Backend("tensorrt", "runtime.backends.tensorrt", ("fp32", "fp16"), ("cuda",), 20, ".plan", True))
 register(Backend("onnxruntime", "runtime.backends.onnxruntime", ("fp32",), ("cpu",), 10, ".onnx"))
-# Below ONNX Runtime in "auto": at 32x32 ORT is faster here (`python -m benchmarks backends`).
+# Below ONNX Runtime in the fallback order: at 32x32 ORT is faster here (`python -m benchmarks backends`);
+# bundles built with both record the order measured on the build machine instead.
 register(Backend("openvino", "runtime.backends.openvino", ("fp32", "bf16"), ("cpu",), 5, ".ov.onnx"))
 
 

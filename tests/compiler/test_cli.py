@@ -64,7 +64,13 @@ def test_not_a_checkpoint_exits_2(tmp_path, tiny_run, capsys):
 
 def test_unsupported_backend_or_precision_fails_fast(tmp_path, tiny_run, capsys):
     assert _run(tmp_path, tiny_run, GOOD, "--precision", "fp16") == 2
-    assert "not supported by onnxruntime" in capsys.readouterr().err
+    assert "backends that build it: ['tensorrt']" in capsys.readouterr().err
+    assert _run(tmp_path, tiny_run, GOOD, "--backend", "onnxruntime", "--precision", "bf16") == 2
+    assert "--precision bf16 is not supported by onnxruntime; backends that build it: ['openvino']" in (
+        capsys.readouterr().err
+    )
+    assert _run(tmp_path, tiny_run, GOOD, "--backend", "onnxruntime,nope") == 2
+    assert "--backend 'onnxruntime,nope': expected 'auto'" in capsys.readouterr().err
     if not available("tensorrt")[0]:
         assert _run(tmp_path, tiny_run, GOOD, "--backend", "tensorrt") == 2
         assert "--backend tensorrt cannot run on this machine" in capsys.readouterr().err
@@ -83,6 +89,7 @@ def test_build_then_cache_ls_verify_prune(tmp_path, tiny_run, capsys):
     assert _run(tmp_path, tiny_run, GOOD) == 0
     out = capsys.readouterr().out
     assert "grid points" in out and "distinct signatures" in out and "parity worst" in out
+    assert "runtime auto order" in out
     cache = ["--cache", str(tmp_path / "cache")]
     assert main(["cache", "ls", *cache]) == 0
     listing = capsys.readouterr().out

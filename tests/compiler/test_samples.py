@@ -7,6 +7,7 @@ import pytest
 
 from compiler.build import BuildConfig, build
 from compiler.grid import GRID_DIR
+from runtime.sources import sample_frames
 from tests.trainer.data.test_nyud import write_dataset
 from trainer.config import load_config
 from trainer.data import get_dataset
@@ -24,14 +25,14 @@ def test_samples_are_the_datasets_test_images_or_rendered_scenes_without_it(tmp_
     ckpt = fit(cfg, tmp_path / "run")
     grid = str(GRID_DIR / "scenes3-21.json")
     out = tmp_path / "bundle"
-    build(BuildConfig(checkpoint=str(ckpt), prefs=grid, out=str(out), cache=str(tmp_path / "c"), hypernets=False))
-    with np.load(out / "samples" / "frames.npz") as f:
-        frames = f["frames"]
+    build(BuildConfig(str(ckpt), grid, str(out), "onnxruntime", cache=str(tmp_path / "c"), hypernets=False))
+    frames = sample_frames(out)
     source = get_dataset("nyud").open(cfg.data, "test")
     expected = np.stack([resize(source.item(i)["image"], "image", (16, 24)) for i in range(len(source))])
     np.testing.assert_array_equal(frames, expected.transpose(0, 2, 3, 1))
     shutil.rmtree(root)  # the data is not on this machine any more: rendered scenes instead
     again = tmp_path / "bundle2"
-    build(BuildConfig(checkpoint=str(ckpt), prefs=grid, out=str(again), cache=str(tmp_path / "c"), hypernets=False))
-    with np.load(again / "samples" / "frames.npz") as f:
-        assert f["frames"].shape[0] > len(source) and f["frames"].dtype == np.uint8
+    build(BuildConfig(str(ckpt), grid, str(again), "onnxruntime", cache=str(tmp_path / "c"), hypernets=False))
+    rendered = sample_frames(again)
+    assert rendered.shape[0] > len(source) and rendered.dtype == np.uint8
+    assert (again / "samples" / "frames.safetensors").is_file()

@@ -3,6 +3,7 @@ cache as the tree family, through the family seam."""
 
 import numpy as np
 
+from edgecore.arrays import SUFFIX, load_arrays
 from edgecore.widths import SlimAnchor
 from runtime.manifest import load_manifest
 
@@ -24,8 +25,7 @@ def test_a_slim_bundle_holds_sliced_configurations_that_pass_parity(tiny_slim_bu
 def test_the_bundles_anchor_folds_every_configurations_weights(tiny_slim_bundle):
     bundle, _ = tiny_slim_bundle
     m = load_manifest(bundle)
-    with np.load(bundle / "anchor" / f"{m.anchor['id']}.npz") as f:
-        anchor = SlimAnchor({k: f[k] for k in f.files}, m.anchor["plan"])
+    anchor = SlimAnchor(load_arrays(bundle / "anchor" / f"{m.anchor['id']}{SUFFIX}"), m.anchor["plan"])
     for sig in m.signatures.values():
         weights = anchor.weights(sig.tree)
         assert weights and all(np.isfinite(v).all() for v in weights.values())

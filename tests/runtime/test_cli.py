@@ -107,7 +107,9 @@ def test_background_swaps_record_where_each_took_effect(bundle, tmp_path):
     for sw in s["swaps"]:
         assert sw["state"] in ("active", "superseded")
         if sw["state"] == "active":
-            assert sw["frame"] >= sw["requested"] and per_frame[sw["frame"]]["point"] == sw["to"]
+            assert sw["frame"] >= sw["requested"]
+            if sw["frame"] < len(per_frame):  # a load still running at the last frame takes effect after it
+                assert per_frame[sw["frame"]]["point"] == sw["to"]
             assert per_frame[sw["frame"] - 1]["point"] != sw["to"]
 
 

@@ -333,3 +333,49 @@ def test_backends_that_rebind_in_place_reuse_an_idle_runner_of_the_signature(bun
         ref = _reference(bundle, rt.manifest, b, x)
         for name, r in zip(rt.task_names, ref):
             np.testing.assert_array_equal(rt.run(x)[name], r[0])
+
+
+def _with_engines_and_order(manifest, backends_: list[str], auto: dict | None):
+    """The manifest as if the bundle held engines of `backends_` and the build recorded `auto`
+    (only the choice is tested here: nothing is loaded)."""
+    from dataclasses import replace
+
+    sigs = {}
+    for k, s in manifest.signatures.items():
+        ref = s.engines[0]
+        sigs[k] = replace(s, engines=tuple(replace(ref, backend=b) for b in backends_))
+    return replace(manifest, signatures=sigs, build={} if auto is None else {"auto": auto})
+
+
+@pytest.mark.parametrize(
+    "order, expected",
+    [
+        (["openvino", "onnxruntime"], "openvino"),
+        (["onnxruntime", "openvino"], "onnxruntime"),
+        (["tensorrt", "no-such-backend", "openvino", "onnxruntime"], "openvino"),  # unusable, unknown: skipped
+        ("openvino", "onnxruntime"),  # malformed: the registry priority
+    ],
+)
+def test_auto_follows_the_order_recorded_at_build_time(tiny_bundle, order, expected):
+    from runtime.backends import available
+    from runtime.core import choose_backend
+    from runtime.manifest import MEASURED_RULE, load_manifest
+
+    if not available("openvino")[0]:
+        pytest.skip(f"openvino: {available('openvino')[1]}")
+    auto = {"rule": MEASURED_RULE, "machine": "amd-epyc-2c", "ms": {"openvino": 0.31, "onnxruntime": 0.42}}
+    m = _with_engines_and_order(load_manifest(tiny_bundle[0]), ["onnxruntime", "openvino"], {**auto, "order": order})
+    name, reason = choose_backend(m, "auto")
+    assert name == expected
+    if isinstance(order, list):
+        assert reason.startswith("auto: measured at build time on amd-epyc-2c: openvino 0.31 ms < onnxruntime 0.42 ms")
+    else:
+        assert reason.startswith("auto: registry priority;")
+
+
+def test_auto_without_a_recorded_order_takes_the_registry_priority(tiny_bundle):
+    from runtime.core import choose_backend
+    from runtime.manifest import load_manifest
+
+    m = _with_engines_and_order(load_manifest(tiny_bundle[0]), ["openvino", "onnxruntime"], None)
+    assert choose_backend(m, "auto")[0] == "onnxruntime"  # a bundle of compiler 0.2: no build["auto"]

@@ -16,7 +16,7 @@ def test_compiled_manifest_roundtrips(tiny_bundle):
     assert m.input.shape == (3, 16, 16)
     for e in m.grid:
         sig = m.signatures[e.signature]
-        assert (bundle / sig.graph).is_file() and (bundle / "deltas" / f"{e.adaptation}.npz").is_file()
+        assert (bundle / sig.graph).is_file() and (bundle / "deltas" / f"{e.adaptation}.safetensors").is_file()
         assert all((bundle / ref.path).is_file() for ref in sig.engines)
         assert set(e.parity) == {"semseg", "depth", "normals"}
         assert math.isclose(sum(e.r), 1.0)
@@ -34,7 +34,10 @@ def _engine0(d: dict) -> dict:
 @pytest.mark.parametrize(
     "edit, match",
     [
-        (lambda d: d.update(format_version=FORMAT_VERSION + 1), "version 3 is not supported: .*update the runtime"),
+        (
+            lambda d: d.update(format_version=FORMAT_VERSION + 1),
+            f"version {FORMAT_VERSION + 1} is not supported: .*update the runtime",
+        ),
         (lambda d: d.update(format="something.else"), "not a bundle manifest"),
         (lambda d: d.pop("tasks"), "lacks 'tasks'"),
         (lambda d: d["grid"][0].update(signature="feedbeef"), "not among the bundle's signatures"),
@@ -68,3 +71,22 @@ def test_missing_or_broken_manifest_file(tmp_path):
     (tmp_path / "manifest.json").write_text("{nope")
     with pytest.raises(EdgeRuntimeError, match="not valid JSON"):
         load_manifest(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "build, expected",
+    [
+        ("not a dict", {}),
+        ({"auto": 5}, {}),
+        ({"auto": {"order": ["openvino", 3], "rule": 7}}, {}),  # a malformed order is no order
+        (
+            {"auto": {"order": ["b", "a", "b"], "ms": {"a": 0.5, "b": "fast", "c": -1, "d": float("nan"), "e": True}}},
+            {"order": ["b", "a"], "ms": {"a": 0.5}},
+        ),
+    ],
+)
+def test_a_recorded_auto_order_is_validated_and_malformed_parts_dropped(build, expected):
+    """build["auto"] is read by the runtime's backend choice: junk there never raises."""
+    from runtime.manifest import recorded_auto
+
+    assert recorded_auto(build) == expected

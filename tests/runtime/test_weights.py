@@ -1,4 +1,5 @@
-"""Bundle format 2: the anchor stored once, per point its adaptation, folded at load."""
+"""Bundle format 2 on: the anchor stored once, per point its adaptation, folded at load;
+format 3: as safetensors files."""
 
 import json
 import shutil
@@ -7,9 +8,10 @@ import numpy as np
 import pytest
 
 import runtime
+from edgecore.arrays import SUFFIX, load_arrays, write_arrays
 from runtime.errors import EdgeRuntimeError
 from runtime.manifest import load_manifest
-from runtime.weights import DELTAS_DIR, WeightStore
+from runtime.weights import ANCHOR_DIR, DELTAS_DIR, WeightStore
 
 
 @pytest.fixture
@@ -22,7 +24,7 @@ def copy(tiny_bundle, tmp_path):
 def test_the_anchor_is_stored_once_and_each_point_only_its_deltas(tiny_bundle):
     bundle = tiny_bundle[0]
     m = load_manifest(bundle)
-    anchor = bundle / "anchor" / f"{m.anchor['id']}.npz"
+    anchor = bundle / "anchor" / f"{m.anchor['id']}.safetensors"
     deltas = sorted((bundle / DELTAS_DIR).iterdir())
     assert anchor.is_file() and len(list((bundle / "anchor").iterdir())) == 1
     assert len(deltas) == len({e.adaptation for e in m.grid})
@@ -55,28 +57,30 @@ def test_a_moved_bundle_runs_and_folds_the_weights_parity_verified(tiny_bundle, 
 
 def test_a_tampered_delta_file_is_rejected(copy):
     m = load_manifest(copy)
-    path = copy / DELTAS_DIR / f"{m.grid[1].adaptation}.npz"
-    arrays = dict(np.load(path))
+    path = copy / DELTAS_DIR / f"{m.grid[1].adaptation}{SUFFIX}"
+    arrays = load_arrays(path)
     key = next(iter(arrays))
     arrays[key] = arrays[key] + 1.0
-    np.savez(path, **arrays)
+    write_arrays(path, arrays)
     with pytest.raises(EdgeRuntimeError, match="corrupt: its content hashes to"):
         WeightStore(copy, m).entry_weights(m.grid[1])
 
 
 def test_a_tampered_anchor_is_rejected(copy):
     m = load_manifest(copy)
-    path = copy / "anchor" / f"{m.anchor['id']}.npz"
+    path = copy / ANCHOR_DIR / f"{m.anchor['id']}{SUFFIX}"
     path.write_bytes(path.read_bytes()[:-64])
     with pytest.raises(EdgeRuntimeError, match="corrupt"):
         WeightStore(copy, m).entry_weights(m.grid[0])
 
 
-def test_a_format_1_bundle_gets_the_rebuild_error(copy):
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_format_bundle_gets_the_rebuild_error(copy, version):
+    """Format 2 held npz array files: this runtime reads safetensors only (format 3)."""
     d = json.loads((copy / "manifest.json").read_text())
-    d["format_version"] = 1
+    d["format_version"] = version
     (copy / "manifest.json").write_text(json.dumps(d))
-    with pytest.raises(EdgeRuntimeError, match=r"rebuild the bundle with compiler >= 0\.2\.0"):
+    with pytest.raises(EdgeRuntimeError, match=r"rebuild the bundle with compiler >= 0\.3\.0"):
         runtime.load(copy)
 
 

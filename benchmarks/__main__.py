@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
         ("distributed", "training speed of a torchrun job of 2 processes vs 1 process (trains; not part of all)"),
         ("families", "tree vs width-slimmable family: table, latency per budget (needs --run and --slim-run)"),
         ("backends", "CPU backends side by side: ONNX Runtime, OpenVINO fp32/bf16 on the run's signatures"),
+        ("native", "the C++ runtime beside the Python runtimes: parity and latency (needs the cmake build)"),
     ):
         s = sub.add_parser(name, help=help_)
         s.add_argument("--bundle", help="compiled bundle (latency, resolution, swaps, camera, control)")
@@ -36,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
             help="trainer run directory (latency, resolution, compile, control, ablations; scale: a 32x32 model)",
         )
         s.add_argument("--slim-run", help="families: a trainer run of the width-slimmable family")
+        s.add_argument("--paper-run", help="native: a paper-scale trainer run (e.g. runs/nyu-r34) measured too")
         s.add_argument("--quick", action="store_true", help="fewer repeats and smaller grids (minutes)")
         s.add_argument("--out", default=None, help="result directory (default benchmarks/results/<device>)")
     return p
@@ -52,6 +54,7 @@ def main(argv=None) -> int:
         distributed,
         families,
         latency,
+        native,
         resolution,
         scale,
         summary,
@@ -72,6 +75,7 @@ def main(argv=None) -> int:
         "distributed": [],
         "families": ["run", "slim_run"],
         "backends": ["run"],
+        "native": ["run"],
         "all": ["bundle", "run"],
     }[args.cmd]
     missing = [f"--{k.replace('_', '-')}" for k in need if getattr(args, k) is None]
@@ -92,9 +96,12 @@ def main(argv=None) -> int:
         "distributed": lambda: distributed.main("scenes3", 20 if q else 60, out=out),
         "families": lambda: families.main(args.run, args.slim_run, out=out),
         "backends": lambda: backends.main(args.run, calls=50 if q else 200, out=out),
+        "native": lambda: native.main(args.run, args.paper_run, calls=50 if q else 200, out=out),
     }
     for name in (
-        [s for s in steps if s not in ("ablations", "scale", "distributed")] if args.cmd == "all" else [args.cmd]
+        [s for s in steps if s not in ("ablations", "scale", "distributed", "native")]
+        if args.cmd == "all"
+        else [args.cmd]
     ):
         steps[name]()
     if args.cmd == "all":

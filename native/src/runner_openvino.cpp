@@ -1,0 +1,117 @@
+// OpenVINO (CPU): the engine is the ONNX graph whose weights are graph inputs
+// (runtime/backends/openvino.py writes it). The graph is read once; binding a weight
+// set replaces those inputs with constants and compiles, so OpenVINO folds and
+// reorders the real weights exactly as the Python runner does.
+#include <mutex>
+
+#include <openvino/op/constant.hpp>
+#include <openvino/op/parameter.hpp>
+#include <openvino/openvino.hpp>
+
+#include "edgemtl/runner.hpp"
+
+namespace edgemtl {
+
+namespace {
+
+ov::Core& core() {  // plugins load once per process; Core is thread-safe for compile_model
+  static ov::Core instance;
+  return instance;
+}
+
+class OpenVINORunner : public Runner {
+ public:
+  OpenVINORunner(const fs::path& engine, const Shape& input, const RunnerOptions& options)
+      : input_shape_(input.begin(), input.end()), options_(options) {
+    try {
+      model_ = core().read_model(engine.string());
+    } catch (const ov::Exception& exc) {
+      throw Error("openvino: cannot load engine " + engine.string() + ": " + first_line(exc.what()));
+    }
+    if (options.precision != "fp32" && options.precision != "bf16") {
+      throw Error("openvino: engine precision must be fp32 or bf16, found '" + options.precision + "'");
+    }
+  }
+
+  void bind(const WeightSet& weights) override {
+    auto model = model_->clone();
+    const ov::ParameterVector params = model->get_parameters();  // a copy: removal edits the model's list
+    for (size_t i = 1; i < params.size(); ++i) {  // input 0: the image
+      const auto& param = params[i];
+      const std::string name = param->get_friendly_name();
+      auto it = weights.find(name);
+      if (it == weights.end()) throw Error("openvino: the weight set lacks " + name);
+      const ov::Shape shape(it->second.shape.begin(), it->second.shape.end());
+      if (shape != param->get_partial_shape().to_shape()) {
+        throw Error("openvino: weight " + name + " has shape " + shape.to_string() + ", expected " +
+                    param->get_partial_shape().to_string());
+      }
+      auto constant = std::make_shared<ov::op::v0::Constant>(ov::element::f32, shape, it->second.f32(name));
+      ov::replace_node(param, constant);
+      model->remove_parameter(param);
+    }
+    model->validate_nodes_and_infer_types();
+    ov::AnyMap config = {ov::hint::inference_precision(options_.precision == "bf16" ? ov::element::bf16 : ov::element::f32),
+                         ov::hint::performance_mode(ov::hint::PerformanceMode::LATENCY)};
+    if (options_.threads > 0) config.emplace(ov::inference_num_threads(options_.threads));
+    ov::CompiledModel compiled;
+    try {
+      compiled = core().compile_model(model, "CPU", config);
+    } catch (const ov::Exception& exc) {
+      throw Error("openvino: cannot compile the engine: " + first_line(exc.what()));
+    }
+    std::vector<Shape> shapes;
+    for (const auto& out : compiled.outputs()) {
+      const auto s = out.get_shape();
+      shapes.emplace_back(s.begin(), s.end());
+    }
+    request_ = compiled.create_infer_request();
+    compiled_ = compiled;
+    output_shapes_ = std::move(shapes);
+  }
+
+  void run(const float* input, const std::vector<float*>& outputs) override {
+    if (outputs.size() != output_shapes_.size()) {
+      throw Error("openvino: expected " + std::to_string(output_shapes_.size()) + " output buffers, found " +
+                  std::to_string(outputs.size()));
+    }
+    request_.set_input_tensor(ov::Tensor(ov::element::f32, input_shape_, const_cast<float*>(input)));
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      const ov::Shape shape(output_shapes_[i].begin(), output_shapes_[i].end());
+      request_.set_output_tensor(i, ov::Tensor(ov::element::f32, shape, outputs[i]));
+    }
+    request_.infer();
+  }
+
+  const std::vector<Shape>& output_shapes() const override { return output_shapes_; }
+
+ private:
+  static std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+  std::shared_ptr<ov::Model> model_;
+  ov::Shape input_shape_;
+  RunnerOptions options_;
+  ov::CompiledModel compiled_;
+  ov::InferRequest request_;
+  std::vector<Shape> output_shapes_;
+};
+
+std::pair<bool, std::string> available() {
+  try {
+    const auto version = ov::get_openvino_version();
+    core().get_property("CPU", ov::device::full_name);
+    return {true, std::string("openvino ") + version.buildNumber + " (CPU)"};
+  } catch (const std::exception& exc) {
+    return {false, std::string("openvino cannot use the CPU here: ") + exc.what()};
+  }
+}
+
+std::unique_ptr<Runner> open(const fs::path& engine, const Shape& input, const RunnerOptions& options) {
+  return std::make_unique<OpenVINORunner>(engine, input, options);
+}
+
+}  // namespace
+
+Backend openvino_backend() { return {"openvino", 5, false, available, open}; }
+
+}  // namespace edgemtl

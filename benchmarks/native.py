@@ -107,6 +107,7 @@ def latency_rows(model: str, paths: dict, calls: int, paper: bool) -> list[dict]
                     row[f"cpp-openvino-{precision}"] = nat["native_ms"]["p50"]
                     row[f"bare-openvino-{precision}"] = nat["bare_ms"]["p50"]
                     row[f"overhead-us-{precision}"] = nat["overhead_us"]
+                    row[f"noise-us-{precision}"] = (nat["bare_ms"]["p90"] - nat["bare_ms"]["p50"]) * 1e3
                 for name, rt in rts.items():
                     row[name] = python_ms(rt, e, x, calls)
                 rows.append(row)
@@ -145,6 +146,13 @@ def parity(bundle: Path) -> list[dict]:
     return rows
 
 
+def overhead(rows: list[dict], precision: str) -> str:
+    """Median C++ - bare p50 (us), or "< noise" when the bare request's own p90 - p50 is larger."""
+    diff = float(np.median([r[f"overhead-us-{precision}"] for r in rows]))
+    noise = float(np.median([r[f"noise-us-{precision}"] for r in rows]))
+    return f"{diff:.1f}" if abs(diff) > noise else f"< noise ({noise:.0f})"
+
+
 def markdown(res: dict) -> str:
     lines = [
         f"# Native (C++) runtime vs Python runtimes ({res['machine']['cpu']}, {res['machine']['cores']} cores)",
@@ -162,7 +170,7 @@ def markdown(res: dict) -> str:
     ]
     cols = [c for c in ("cpp-openvino-fp32", "python-openvino-fp32", "python-onnxruntime-fp32", "cpp-openvino-bf16",
                         "python-openvino-bf16") if any(c in r for r in res["rows"])]  # fmt: skip
-    over_head = " | C++ overhead over a bare infer request (us, fp32 / bf16) |"
+    over_head = " | C++ overhead over a bare infer request, us (fp32 / bf16; noise: the bare p90 - p50) |"
     lines += [
         "",
         "## Latency: median ms per call, mean over signatures (ratio to C++ OpenVINO fp32)",
@@ -175,11 +183,7 @@ def markdown(res: dict) -> str:
             rows = [r for r in res["rows"] if r["model"] == model and r["threads"] == threads]
             base = np.mean([r["cpp-openvino-fp32"] for r in rows])
             cells = [f"{np.mean([r[c] for r in rows]):.3f} ({np.mean([r[c] for r in rows]) / base:.2f}x)" for c in cols]
-            over = " / ".join(
-                f"{np.median([r[k] for r in rows]):.1f}"
-                for k in ("overhead-us-fp32", "overhead-us-bf16")
-                if k in rows[0]
-            )
+            over = " / ".join(overhead(rows, p) for p in ("fp32", "bf16") if f"overhead-us-{p}" in rows[0])
             lines.append(
                 f"| {model} | {'x'.join(map(str, shape[1:]))} | {threads} | " + " | ".join(cells) + f" | {over} |"
             )
@@ -206,7 +210,7 @@ def main(run: str, paper_run: str | None = None, calls: int = 200, out=None) -> 
             res["inputs"][name] = [1, *load_manifest(paths["fp32"]).input.shape]
             if not paper:
                 res["parity"] = parity(paths["fp32"])
-            res["rows"] += latency_rows(name, paths, max(10, calls // 20) if paper else calls, paper)
+            res["rows"] += latency_rows(name, paths, max(20, calls // 10) if paper else calls, paper)
     write("native", res, markdown(res), out)
     print(markdown(res))
     return res

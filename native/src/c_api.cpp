@@ -7,7 +7,7 @@
 
 struct edgemtl_runtime {
   std::unique_ptr<edgemtl::Runtime> rt;
-  std::mutex last_mutex;
+  mutable std::mutex last_mutex;
   edgemtl::Selection last;  // what the latest call ran on
   bool ran = false;
 };
@@ -148,7 +148,7 @@ int edgemtl_current(const edgemtl_runtime* rt, char* name, size_t name_len, char
     need(rt != nullptr, "rt must be non-NULL");
     edgemtl::Selection sel;
     {
-      std::lock_guard<std::mutex> lock(const_cast<edgemtl_runtime*>(rt)->last_mutex);
+      std::lock_guard<std::mutex> lock(rt->last_mutex);
       sel = rt->ran ? rt->last : rt->rt->current();
     }
     if (name != nullptr && name_len > 0) {

@@ -68,6 +68,8 @@ class OpenVINORunner : public Runner {
     request_ = compiled.create_infer_request();
     compiled_ = compiled;
     output_shapes_ = std::move(shapes);
+    bound_input_ = nullptr;
+    bound_outputs_.clear();
   }
 
   void run(const float* input, const std::vector<float*>& outputs) override {
@@ -75,17 +77,25 @@ class OpenVINORunner : public Runner {
       throw Error("openvino: expected " + std::to_string(output_shapes_.size()) + " output buffers, found " +
                   std::to_string(outputs.size()));
     }
-    request_.set_input_tensor(ov::Tensor(ov::element::f32, input_shape_, const_cast<float*>(input)));
-    for (size_t i = 0; i < outputs.size(); ++i) {
-      const ov::Shape shape(output_shapes_[i].begin(), output_shapes_[i].end());
-      request_.set_output_tensor(i, ov::Tensor(ov::element::f32, shape, outputs[i]));
-    }
+    if (input != bound_input_ || outputs != bound_outputs_) wrap(input, outputs);
     request_.infer();
   }
 
   const std::vector<Shape>& output_shapes() const override { return output_shapes_; }
 
  private:
+  // The caller's buffers become the request's tensors (no copies); a camera loop that
+  // reuses its buffers pays this once, not per frame.
+  void wrap(const float* input, const std::vector<float*>& outputs) {
+    request_.set_input_tensor(ov::Tensor(ov::element::f32, input_shape_, const_cast<float*>(input)));
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      const ov::Shape shape(output_shapes_[i].begin(), output_shapes_[i].end());
+      request_.set_output_tensor(i, ov::Tensor(ov::element::f32, shape, outputs[i]));
+    }
+    bound_input_ = input;
+    bound_outputs_ = outputs;
+  }
+
   static std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
   std::shared_ptr<ov::Model> model_;
@@ -94,6 +104,8 @@ class OpenVINORunner : public Runner {
   ov::CompiledModel compiled_;
   ov::InferRequest request_;
   std::vector<Shape> output_shapes_;
+  const float* bound_input_ = nullptr;  // the buffers the request's tensors wrap now
+  std::vector<float*> bound_outputs_;
 };
 
 std::pair<bool, std::string> available() {

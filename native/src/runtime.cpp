@@ -100,6 +100,21 @@ class Runtime::Pool {
     return {item, false};
   }
 
+  // Removes and returns an engine nobody holds whose key starts with `prefix` (same
+  // signature, another weight set), for backends that rebind in place; else null.
+  std::shared_ptr<Loaded> take_idle(const std::string& prefix) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto it = items_.rbegin(); it != items_.rend(); ++it) {
+      if (it->first.rfind(prefix, 0) == 0 && it->second.use_count() == 1) {
+        auto item = it->second;
+        bytes_ -= item->bytes;
+        items_.erase(std::next(it).base());
+        return item;
+      }
+    }
+    return nullptr;
+  }
+
   json stats() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return {{"hits", hits_}, {"misses", misses_}, {"evictions", evictions_}, {"mb", static_cast<double>(bytes_) / (1 << 20)}};
@@ -157,7 +172,12 @@ std::pair<std::string, std::string> choose_backend(const Manifest& m, const std:
     const auto& name = order[i];
     const Backend* b = nullptr;
     for (const auto& row : backends()) b = row.name == name ? &row : b;
-    if (b == nullptr) continue;  // measured by the compiler, not built into this runtime
+    if (b == nullptr) {  // measured by the compiler, not a backend of the native runtime
+      if (built.count(name) && reasons.find(name + ":") == std::string::npos) {
+        reasons += (reasons.empty() ? "" : "; ") + name + ": not in the native runtime";
+      }
+      continue;
+    }
     const auto [ok, why] = b->available();
     if (ok && built.count(name)) {
       const std::string rule = i < n_measured ? "auto (the compiler's measured order)" : "auto";
@@ -306,6 +326,20 @@ std::shared_ptr<Runtime::Loaded> Runtime::load(const GridEntry& entry) {
   return item;
 }
 
+// An idle engine of the same signature rebound to this weight set where the backend makes
+// that cheap (TensorRT refit: one engine per signature in GPU memory), else a fresh load.
+std::shared_ptr<Runtime::Loaded> Runtime::rebind_or_load(const GridEntry& entry) {
+  if (get_backend(backend_).rebinds_in_place) {
+    if (auto idle = pool_->take_idle(entry.signature + "/")) {
+      const WeightSet w = weights(entry);
+      idle->runner->bind(w);
+      idle->bytes = nbytes(w);
+      return idle;
+    }
+  }
+  return load(entry);
+}
+
 std::shared_ptr<Swap> Runtime::request(Selection sel, const std::string& why, std::optional<double> budget, bool wait) {
   std::shared_ptr<Swap> swap;
   {
@@ -331,7 +365,7 @@ void Runtime::prepare(const std::shared_ptr<Swap>& swap) {
   const GridEntry& entry = *swap->selection.entry;
   std::shared_ptr<Loaded> item;
   try {
-    std::tie(item, swap->warm) = pool_->get(entry.signature + "/" + entry.adaptation, [&] { return load(entry); });
+    std::tie(item, swap->warm) = pool_->get(entry.signature + "/" + entry.adaptation, [&] { return rebind_or_load(entry); });
   } catch (const std::exception& exc) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -358,7 +392,20 @@ bool Runtime::install(const std::shared_ptr<Swap>& swap, const std::shared_ptr<L
 }
 
 Selection Runtime::run(const float* input, const std::vector<float*>& outputs) {
-  const auto t0 = std::chrono::steady_clock::now();
+  return run_since(std::chrono::steady_clock::now(), input, outputs);
+}
+
+Selection Runtime::run_frame(const uint8_t* hwc, int height, int width, const std::string& colour_order,
+                             const std::vector<float*>& outputs) {
+  const auto t0 = std::chrono::steady_clock::now();  // the call includes preprocessing, as in the Python app
+  const auto& s = manifest_.input.shape;
+  std::vector<float> x(static_cast<size_t>(s[0]) * static_cast<size_t>(s[1]) * static_cast<size_t>(s[2]));
+  preprocess(hwc, height, width, colour_order, manifest_.input, x.data());
+  return run_since(t0, x.data(), outputs);
+}
+
+Selection Runtime::run_since(std::chrono::steady_clock::time_point t0, const float* input,
+                             const std::vector<float*>& outputs) {
   std::shared_ptr<const Active> active;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -372,18 +419,6 @@ Selection Runtime::run(const float* input, const std::vector<float*>& outputs) {
     engine_ms = since_ms(e0);
   }
   return record_call(active, since_ms(t0), engine_ms);
-}
-
-Selection Runtime::run_frame(const uint8_t* hwc, int height, int width, const std::string& colour_order,
-                             const std::vector<float*>& outputs) {
-  const auto t0 = std::chrono::steady_clock::now();
-  const auto& s = manifest_.input.shape;
-  std::vector<float> x(static_cast<size_t>(s[0]) * static_cast<size_t>(s[1]) * static_cast<size_t>(s[2]));
-  preprocess(hwc, height, width, colour_order, manifest_.input, x.data());
-  Selection sel = run(x.data(), outputs);
-  std::lock_guard<std::mutex> lock(mutex_);
-  call_ms_.back() = since_ms(t0);  // the call includes preprocessing, as in the Python app
-  return sel;
 }
 
 Selection Runtime::record_call(const std::shared_ptr<const Active>& active, double call_ms, double engine_ms) {

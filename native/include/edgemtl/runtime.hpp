@@ -15,6 +15,7 @@
 // request was made is kept warm but never installed ("superseded").
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -117,7 +118,9 @@ class Runtime {
   void prepare(const std::shared_ptr<Swap>& swap);
   bool install(const std::shared_ptr<Swap>& swap, const std::shared_ptr<Loaded>& item);
   std::shared_ptr<Loaded> load(const GridEntry& entry);
+  std::shared_ptr<Loaded> rebind_or_load(const GridEntry& entry);
   void loader_loop();
+  Selection run_since(std::chrono::steady_clock::time_point t0, const float* input, const std::vector<float*>& outputs);
   Selection record_call(const std::shared_ptr<const Active>& active, double call_ms, double engine_ms);
 
   fs::path bundle_;

@@ -108,6 +108,7 @@ def latency_rows(model: str, paths: dict, calls: int, paper: bool) -> list[dict]
                     row[f"bare-openvino-{precision}"] = nat["bare_ms"]["p50"]
                     row[f"overhead-us-{precision}"] = nat["overhead_us"]
                     row[f"noise-us-{precision}"] = (nat["bare_ms"]["p90"] - nat["bare_ms"]["p50"]) * 1e3
+                    row["calls"] = nat["repeats"]
                 for name, rt in rts.items():
                     row[name] = python_ms(rt, e, x, calls)
                 rows.append(row)
@@ -147,10 +148,11 @@ def parity(bundle: Path) -> list[dict]:
 
 
 def overhead(rows: list[dict], precision: str) -> str:
-    """Median C++ - bare p50 (us), or "< noise" when the bare request's own p90 - p50 is larger."""
+    """Median over signatures of (C++ p50 - bare p50) in us, +- twice the standard error of a
+    p50 (about (p90 - p50) / sqrt(calls) per signature: 1.28 sigma, 1.25 sigma / sqrt(n))."""
     diff = float(np.median([r[f"overhead-us-{precision}"] for r in rows]))
-    noise = float(np.median([r[f"noise-us-{precision}"] for r in rows]))
-    return f"{diff:.1f}" if abs(diff) > noise else f"< noise ({noise:.0f})"
+    err = float(np.median([2 * r[f"noise-us-{precision}"] / np.sqrt(r.get("calls", 1)) for r in rows]))
+    return f"{diff:.1f} +- {err:.1f}"
 
 
 def markdown(res: dict) -> str:
@@ -170,7 +172,7 @@ def markdown(res: dict) -> str:
     ]
     cols = [c for c in ("cpp-openvino-fp32", "python-openvino-fp32", "python-onnxruntime-fp32", "cpp-openvino-bf16",
                         "python-openvino-bf16") if any(c in r for r in res["rows"])]  # fmt: skip
-    over_head = " | C++ overhead over a bare infer request, us (fp32 / bf16; noise: the bare p90 - p50) |"
+    over_head = " | C++ overhead over a bare infer request, us (fp32 / bf16; +- 2 standard errors) |"
     lines += [
         "",
         "## Latency: median ms per call, mean over signatures (ratio to C++ OpenVINO fp32)",

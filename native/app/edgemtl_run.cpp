@@ -392,77 +392,116 @@ void check_target(const std::string& path, const std::string& flag) {
   }
 }
 
-int run(const Args& a) {
-  for (const auto& [flag, path] : {std::pair<std::string, std::string>{"--out", a.out}, {"--stats", a.stats}, {"--frames-log", a.frames_log}}) {
-    check_target(path, flag);
+// One run of a source through the runtime: what runtime/app.py's run_stream does.
+class Stream {
+ public:
+  explicit Stream(const Args& a)
+      : a_(a),
+        schedule_(a.schedule.empty() ? Schedule{} : load_schedule(a.schedule, EDGEMTL_SCHEDULE_DIR)),
+        rt_(a.bundle, options(a)),
+        source_(open_source(a)),
+        log_(rt_.manifest(), a.frames_log) {
+    check_schedule(schedule_, rt_.manifest().tasks.size(), a.schedule, source_->length());
+    if (a.r) rt_.set_preference(*a.r, a.c);
+    if (a.budget_ms) rt_.set_budget(*a.budget_ms);
+    calls_before_ = rt_.calls();
   }
-  const Schedule schedule = a.schedule.empty() ? Schedule{} : load_schedule(a.schedule, EDGEMTL_SCHEDULE_DIR);
-  Options opts;
-  opts.backend = a.backend;
-  opts.threads = a.threads;
-  Runtime rt(a.bundle, opts);
-  auto source = open_source(a);
-  check_schedule(schedule, rt.manifest().tasks.size(), a.schedule, source->length());
-  if (a.r) rt.set_preference(*a.r, a.c);
-  if (a.budget_ms) rt.set_budget(*a.budget_ms);
 
-  const int64_t calls_before = rt.calls();
-  FrameLog log(rt.manifest(), a.frames_log);
-  std::vector<Pending> pending;
-  cv::VideoWriter writer;
-  int64_t written = 0;
-  bool interrupted = false;
-  const auto t_start = std::chrono::steady_clock::now();
-  std::vector<std::vector<float>> outs;
-  cv::Mat frame;
-  for (int64_t i = 0; source->next(frame); ++i) {
-    if (stop_requested) {
-      interrupted = true;
-      break;
-    }
-    if (auto it = schedule.find(i); it != schedule.end()) {
-      for (auto& p : apply_events(rt, it->second, i, a.wait_swaps)) pending.push_back(p);
-    }
-    const auto shapes = rt.output_shapes();
-    outs.resize(shapes.size());
-    std::vector<float*> ptrs;
-    for (size_t t = 0; t < shapes.size(); ++t) {
-      outs[t].resize(numel(shapes[t]));
-      ptrs.push_back(outs[t].data());
-    }
-    const Selection sel = rt.run_frame(frame.data, frame.rows, frame.cols, "RGB", ptrs);
-    const auto budget = rt.budget_ms();
-    log.add({{"frame", i}, {"call_ms", rt.last_call_ms()}, {"engine_ms", rt.last_engine_ms()}, {"point", sel.entry->name},
-             {"signature", sel.entry->signature}, {"over_budget", budget && rt.last_call_ms() > *budget}});
-    if (!a.out.empty()) {
-      const double fps = static_cast<double>(log.frames) / std::max(std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count(), 1e-9);
-      cv::Mat canvas = compose(frame, rt, outs, shapes, hud(rt, sel, fps)), bgr;
-      cv::cvtColor(canvas, bgr, cv::COLOR_RGB2BGR);
-      if (!writer.isOpened() && !writer.open(a.out, cv::VideoWriter::fourcc('m', 'p', '4', 'v'), 15, bgr.size())) {
-        throw Error("cannot write video " + a.out);
+  void run() {
+    const auto t_start = std::chrono::steady_clock::now();
+    cv::Mat frame;
+    for (int64_t i = 0; source_->next(frame); ++i) {
+      if (stop_requested) {
+        interrupted_ = true;
+        break;
       }
-      writer.write(bgr);
-      ++written;
+      if (auto it = schedule_.find(i); it != schedule_.end()) {
+        for (auto& p : apply_events(rt_, it->second, i, a_.wait_swaps)) pending_.push_back(p);
+      }
+      const Selection sel = infer(i, frame);
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+      if (!a_.out.empty()) write_video(frame, sel, static_cast<double>(log_.frames) / std::max(seconds, 1e-9));
     }
+    writer_.release();
+    log_.close_segment();
   }
-  writer.release();
-  log.close_segment();
-  const json result = {{"bundle", a.bundle}, {"source", a.source}, {"backend", rt.backend()}, {"segments", log.segments},
-                       {"backend_reason", rt.backend_reason()}, {"interrupted", interrupted}, {"frames", log.frames},
-                       {"processed", log.frames}, {"over_budget", log.over_budget}, {"live", false}, {"produced", log.frames},
-                       {"dropped", 0}, {"video", a.out.empty() ? json() : json(a.out)}, {"video_frames", written},
-                       {"swaps", swap_records(pending, calls_before)}, {"summary", rt.stats()},
-                       {"frames_log", a.frames_log.empty() ? json() : json(a.frames_log)}};
-  if (!a.stats.empty()) write_atomically(a.stats, result.dump(1));
-  const auto summary = result["summary"];
-  std::printf("%lld frames on %s: call p50 %.3f ms, engine p50 %.3f ms, %lld swaps%s\n", static_cast<long long>(log.frames),
-              rt.backend().c_str(), summary["call_ms"].value("p50", 0.0), summary["engine_ms"].value("p50", 0.0),
-              static_cast<long long>(result["swaps"].size()), interrupted ? " (interrupted)" : "");
-  for (const auto& s : log.segments) {
+
+  json result() const {  // the schema of runtime/app.py's result()
+    return {{"bundle", a_.bundle}, {"source", a_.source}, {"backend", rt_.backend()}, {"segments", log_.segments},
+            {"backend_reason", rt_.backend_reason()}, {"interrupted", interrupted_}, {"frames", log_.frames},
+            {"processed", log_.frames}, {"over_budget", log_.over_budget}, {"live", false}, {"produced", log_.frames},
+            {"dropped", 0}, {"video", a_.out.empty() ? json() : json(a_.out)}, {"video_frames", written_},
+            {"swaps", swap_records(pending_, calls_before_)}, {"summary", rt_.stats()},
+            {"frames_log", a_.frames_log.empty() ? json() : json(a_.frames_log)}};
+  }
+
+ private:
+  static Options options(const Args& a) {
+    Options o;
+    o.backend = a.backend;
+    o.threads = a.threads;
+    return o;
+  }
+
+  Selection infer(int64_t i, const cv::Mat& frame) {
+    shapes_ = rt_.output_shapes();
+    outs_.resize(shapes_.size());
+    std::vector<float*> ptrs;
+    for (size_t t = 0; t < shapes_.size(); ++t) {
+      outs_[t].resize(numel(shapes_[t]));
+      ptrs.push_back(outs_[t].data());
+    }
+    const Selection sel = rt_.run_frame(frame.data, frame.rows, frame.cols, "RGB", ptrs);
+    const auto budget = rt_.budget_ms();
+    log_.add({{"frame", i}, {"call_ms", rt_.last_call_ms()}, {"engine_ms", rt_.last_engine_ms()}, {"point", sel.entry->name},
+              {"signature", sel.entry->signature}, {"over_budget", budget && rt_.last_call_ms() > *budget}});
+    return sel;
+  }
+
+  void write_video(const cv::Mat& frame, const Selection& sel, double fps) {
+    cv::Mat bgr;
+    cv::cvtColor(compose(frame, rt_, outs_, shapes_, hud(rt_, sel, fps)), bgr, cv::COLOR_RGB2BGR);
+    if (!writer_.isOpened() && !writer_.open(a_.out, cv::VideoWriter::fourcc('m', 'p', '4', 'v'), 15, bgr.size())) {
+      throw Error("cannot write video " + a_.out);
+    }
+    writer_.write(bgr);
+    ++written_;
+  }
+
+  const Args& a_;
+  const Schedule schedule_;
+  Runtime rt_;
+  std::unique_ptr<Source> source_;
+  FrameLog log_;
+  std::vector<Pending> pending_;
+  cv::VideoWriter writer_;
+  std::vector<Shape> shapes_;
+  std::vector<std::vector<float>> outs_;
+  int64_t calls_before_ = 0, written_ = 0;
+  bool interrupted_ = false;
+};
+
+void print_summary(const json& result) {
+  const auto& summary = result["summary"];
+  std::printf("%lld frames on %s: call p50 %.3f ms, engine p50 %.3f ms, %zu swaps%s\n", result["frames"].get<long long>(),
+              result["backend"].get<std::string>().c_str(), summary["call_ms"].value("p50", 0.0),
+              summary["engine_ms"].value("p50", 0.0), result["swaps"].size(), result["interrupted"].get<bool>() ? " (interrupted)" : "");
+  for (const auto& s : result["segments"]) {
     std::printf("  frames %5lld-%-5lld %-24s params %.2fx FLOPs %.2fx engine p50 %.3f ms\n", s["first"].get<long long>(),
                 s["last"].get<long long>(), s["point"].get<std::string>().c_str(), s["params"].get<double>(),
                 s["flops"].get<double>(), s.value("engine_p50_ms", 0.0));
   }
+}
+
+int run(const Args& a) {
+  for (const auto& [flag, path] : {std::pair<std::string, std::string>{"--out", a.out}, {"--stats", a.stats}, {"--frames-log", a.frames_log}}) {
+    check_target(path, flag);
+  }
+  Stream stream(a);
+  stream.run();
+  const json result = stream.result();
+  if (!a.stats.empty()) write_atomically(a.stats, result.dump(1));
+  print_summary(result);
   return 0;
 }
 

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <deque>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -278,8 +279,8 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 
-std::vector<std::string> hud(const Runtime& rt, const Selection& sel, double fps) {
-  const auto st = rt.stats()["engine_ms"];
+std::vector<std::string> hud(const Runtime& rt, const Selection& sel, double fps, const std::deque<double>& recent) {
+  const auto st = percentiles({recent.begin(), recent.end()}, {50, 99});  // the last 300 frames, as the Python HUD
   const auto& sig = rt.manifest().signatures.at(sel.entry->signature);
   const auto& full = rt.manifest().full_net;
   std::string r;
@@ -343,12 +344,7 @@ std::vector<Pending> apply_events(Runtime& rt, const std::vector<Event>& events,
     if (ev.r) out.push_back({frame, rt.set_preference(*ev.r, *ev.c, false)});
     if (ev.budget_ms) out.push_back({frame, rt.set_budget(*ev.budget_ms, ev.r, false)});
   }
-  if (wait && !out.empty()) {
-    try {
-      out.back().swap->wait();  // the last request supersedes the others
-    } catch (const Error&) {
-    }  // recorded as failed below
-  }
+  if (wait && !out.empty()) out.back().swap->wait();  // the last request supersedes the others; a failure stops the run
   return out;
 }
 
@@ -424,6 +420,7 @@ class Stream {
     }
     writer_.release();
     log_.close_segment();
+    rt_.close();  // a swap still queued ends superseded, as when the Python app closes its runtime
   }
 
   json result() const {  // the schema of runtime/app.py's result()
@@ -453,6 +450,8 @@ class Stream {
     }
     const Selection sel = rt_.run_frame(frame.data, frame.rows, frame.cols, "RGB", ptrs);
     const auto budget = rt_.budget_ms();
+    recent_.push_back(rt_.last_engine_ms());
+    if (recent_.size() > 300) recent_.pop_front();
     log_.add({{"frame", i}, {"call_ms", rt_.last_call_ms()}, {"engine_ms", rt_.last_engine_ms()}, {"point", sel.entry->name},
               {"signature", sel.entry->signature}, {"over_budget", budget && rt_.last_call_ms() > *budget}});
     return sel;
@@ -460,7 +459,7 @@ class Stream {
 
   void write_video(const cv::Mat& frame, const Selection& sel, double fps) {
     cv::Mat bgr;
-    cv::cvtColor(compose(frame, rt_, outs_, shapes_, hud(rt_, sel, fps)), bgr, cv::COLOR_RGB2BGR);
+    cv::cvtColor(compose(frame, rt_, outs_, shapes_, hud(rt_, sel, fps, recent_)), bgr, cv::COLOR_RGB2BGR);
     if (!writer_.isOpened() && !writer_.open(a_.out, cv::VideoWriter::fourcc('m', 'p', '4', 'v'), 15, bgr.size())) {
       throw Error("cannot write video " + a_.out);
     }
@@ -477,6 +476,7 @@ class Stream {
   cv::VideoWriter writer_;
   std::vector<Shape> shapes_;
   std::vector<std::vector<float>> outs_;
+  std::deque<double> recent_;  // engine ms of the last 300 frames (HUD)
   int64_t calls_before_ = 0, written_ = 0;
   bool interrupted_ = false;
 };

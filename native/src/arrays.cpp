@@ -43,12 +43,15 @@ Array parse_entry(const fs::path& path, const std::string& name, const json& met
   const auto& dt = meta["dtype"];
   if (!dt.is_string() || !dtypes().count(dt.get<std::string>())) throw corrupt(path, "unknown dtype of " + name);
   Array a{dt.get<std::string>(), {}, {}};
+  constexpr uint64_t kMaxElements = uint64_t(1) << 40;
+  if (!meta["shape"].is_array()) throw corrupt(path, "shape of " + name + " is not a list");
   uint64_t count = 1;
   for (const auto& d : meta["shape"]) {
-    if (!d.is_number_unsigned() || d.get<uint64_t>() > (uint64_t(1) << 40)) throw corrupt(path, "bad shape of " + name);
-    a.shape.push_back(d.get<int64_t>());
-    count *= d.get<uint64_t>();
-    if (count > (uint64_t(1) << 40)) throw corrupt(path, "shape of " + name + " is too large");
+    if (!d.is_number_unsigned()) throw corrupt(path, "bad shape of " + name);
+    const uint64_t n = d.get<uint64_t>();
+    if (n != 0 && count > kMaxElements / n) throw corrupt(path, "shape of " + name + " is too large");  // no wrap-around
+    a.shape.push_back(static_cast<int64_t>(n));
+    count *= n;
   }
   const auto& off = meta["data_offsets"];
   if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned()) {

@@ -10,6 +10,7 @@ struct edgemtl_runtime {
   mutable std::mutex last_mutex;
   edgemtl::Selection last;  // what the latest call ran on
   bool ran = false;
+  std::shared_ptr<edgemtl::Swap> requested;  // the latest swap request (edgemtl_wait)
 };
 
 namespace {
@@ -27,6 +28,9 @@ int guarded(F&& body) {
     return EDGEMTL_INVALID_ARGUMENT;
   } catch (const std::exception& exc) {
     last_error = exc.what();
+    return EDGEMTL_ERROR;
+  } catch (...) {  // nothing may cross the C boundary
+    last_error = "unknown C++ exception";
     return EDGEMTL_ERROR;
   }
 }
@@ -117,14 +121,30 @@ size_t edgemtl_output_size(const edgemtl_runtime* rt, int task) {
 int edgemtl_set_preference(edgemtl_runtime* rt, const double* r, size_t n, double c, int wait) {
   return guarded([&] {
     need(rt != nullptr && r != nullptr, "rt and r must be non-NULL");
-    rt->rt->set_preference(std::vector<double>(r, r + n), c, wait != 0);
+    auto swap = rt->rt->set_preference(std::vector<double>(r, r + n), c, wait != 0);
+    std::lock_guard<std::mutex> lock(rt->last_mutex);
+    rt->requested = swap;
   });
 }
 
 int edgemtl_set_budget(edgemtl_runtime* rt, double budget_ms, int wait) {
   return guarded([&] {
     need(rt != nullptr, "rt must be non-NULL");
-    rt->rt->set_budget(budget_ms, std::nullopt, wait != 0);
+    auto swap = rt->rt->set_budget(budget_ms, std::nullopt, wait != 0);
+    std::lock_guard<std::mutex> lock(rt->last_mutex);
+    rt->requested = swap;
+  });
+}
+
+int edgemtl_wait(edgemtl_runtime* rt) {
+  return guarded([&] {
+    need(rt != nullptr, "rt must be non-NULL");
+    std::shared_ptr<edgemtl::Swap> swap;
+    {
+      std::lock_guard<std::mutex> lock(rt->last_mutex);
+      swap = rt->requested;
+    }
+    if (swap) swap->wait();
   });
 }
 

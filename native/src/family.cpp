@@ -91,7 +91,8 @@ std::vector<double> as_f64(const Array& a, size_t n, const std::string& name) {
 void fold_pair(const Arrays& params, const Pair& pr, const Arrays* deltas, const std::string& prefix, WeightSet& out,
                const std::string& who) {
   const Array& w = need(params, pr.conv + ".weight", who);
-  const size_t out_ch = static_cast<size_t>(w.shape.at(0));
+  if (w.shape.empty() || w.shape[0] <= 0) throw Error(who + pr.conv + ".weight has no output channels");
+  const size_t out_ch = static_cast<size_t>(w.shape[0]);
   auto vec = [&](const std::string& key) { return as_f64(need(params, pr.bn + "." + key, who), out_ch, key); };
   std::vector<double> gamma = vec("weight"), beta = vec("bias"), mean = vec("running_mean"), var = vec("running_var");
   const Array* dg = maybe(deltas, pr.bn + ".weight");

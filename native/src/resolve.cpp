@@ -7,6 +7,8 @@
 #include <sstream>
 #include <thread>
 
+#include <sys/utsname.h>
+
 #include "edgemtl/paths.hpp"
 
 namespace edgemtl {
@@ -37,7 +39,8 @@ std::string cpu_model() {
       return first == std::string::npos ? "" : value.substr(first, last - first + 1);
     }
   }
-  return "unknown";
+  struct utsname u {};
+  return uname(&u) == 0 ? u.machine : "unknown";  // Python: platform.processor() or platform.machine()
 }
 
 void check_stats(const json& v, const std::string& where) {

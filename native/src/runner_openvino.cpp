@@ -28,6 +28,12 @@ class OpenVINORunner : public Runner {
     } catch (const ov::Exception& exc) {
       throw Error("openvino: cannot load engine " + engine.string() + ": " + first_line(exc.what()));
     }
+    const std::vector<std::string> format_key = {"framework", "edgemtl.openvino.engine_format"};
+    const std::string format = model_->has_rt_info(format_key) ? model_->get_rt_info<std::string>(format_key) : "1";
+    if (format != "2") {
+      throw Error("openvino: engine " + engine.string() + " has engine format " + format +
+                  ", this runtime reads 2: rebuild the bundle with compiler >= 0.3.0");
+    }
     if (options.precision != "fp32" && options.precision != "bf16") {
       throw Error("openvino: engine precision must be fp32 or bf16, found '" + options.precision + "'");
     }
@@ -38,9 +44,13 @@ class OpenVINORunner : public Runner {
     const ov::ParameterVector params = model->get_parameters();  // a copy: removal edits the model's list
     for (size_t i = 1; i < params.size(); ++i) {  // input 0: the image
       const auto& param = params[i];
-      const std::string name = param->get_friendly_name();
-      auto it = weights.find(name);
-      if (it == weights.end()) throw Error("openvino: the weight set lacks " + name);
+      auto it = weights.find(param->get_friendly_name());
+      for (const auto& n : param->output(0).get_names()) it = it == weights.end() ? weights.find(n) : it;
+      if (it == weights.end()) throw Error("openvino: the weight set lacks " + param->get_friendly_name());
+      const std::string& name = it->first;
+      if (param->get_element_type() != ov::element::f32) {
+        throw Error("openvino: weight input " + name + " is " + param->get_element_type().get_type_name() + ", expected f32");
+      }
       const ov::Shape shape(it->second.shape.begin(), it->second.shape.end());
       if (shape != param->get_partial_shape().to_shape()) {
         throw Error("openvino: weight " + name + " has shape " + shape.to_string() + ", expected " +

@@ -146,6 +146,13 @@ Shape squeezed(Shape shape) {
   return shape;
 }
 
+// TensorRT uses the first ILogger passed to it for the whole process (NVIDIA/TensorRT#1475):
+// one logger that outlives every runner, so no runner's messages go to a destroyed one.
+Logger& process_logger() {
+  static Logger logger;
+  return logger;
+}
+
 class TensorRTRunner : public Runner {
  public:
   // `options.threads` is unused: TensorRT has no host thread pool.
@@ -341,7 +348,7 @@ class TensorRTRunner : public Runner {
   // Declaration order is destruction order reversed: buffers and stream go first, the
   // logger last (TensorRT objects use it until they are deleted).
   std::string path_;
-  Logger logger_;
+  Logger& logger_ = process_logger();  // TensorRT keeps the first logger it is given, process-wide
   std::unique_ptr<nvinfer1::IRuntime> runtime_;
   std::unique_ptr<nvinfer1::ICudaEngine> engine_;
   std::unique_ptr<nvinfer1::IExecutionContext> context_;

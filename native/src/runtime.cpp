@@ -94,6 +94,9 @@ class Runtime::Pool {
     auto item = make();
     std::lock_guard<std::mutex> lock(mutex_);
     ++misses_;
+    for (const auto& [k, existing] : items_) {
+      if (k == key) return {existing, false};  // loaded meanwhile by another thread: keep that one
+    }
     items_.emplace_front(key, item);
     bytes_ += item->bytes;
     evict();
@@ -161,8 +164,11 @@ std::pair<std::string, std::string> choose_backend(const Manifest& m, const std:
     return {backend, "requested; " + why};
   }
   std::vector<std::string> order;
-  const json measured = m.build.is_object() ? m.build.value("auto", json::object()).value("order", json::array()) : json::array();
-  for (const auto& name : measured.is_array() ? measured : json::array()) {
+  const json* measured = nullptr;  // build.auto.order, when it is well formed (else ignored, as in Python)
+  if (m.build.is_object() && m.build.contains("auto") && m.build["auto"].is_object() && m.build["auto"].contains("order")) {
+    measured = &m.build["auto"]["order"];
+  }
+  for (const auto& name : measured && measured->is_array() ? *measured : json::array()) {
     if (name.is_string()) order.push_back(name.get<std::string>());
   }
   const size_t n_measured = order.size();
@@ -210,14 +216,18 @@ Runtime::Runtime(const fs::path& bundle, Options options)
   }
 }
 
-Runtime::~Runtime() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    ++generation_;  // queued swaps are superseded, not loaded
-    stopping_ = true;
-  }
-  queue_cv_.notify_all();
-  loader_.join();
+Runtime::~Runtime() { close(); }
+
+void Runtime::close() {
+  std::call_once(closed_, [this] {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++generation_;  // queued swaps are superseded, not loaded
+      stopping_ = true;
+    }
+    queue_cv_.notify_all();
+    loader_.join();
+  });
 }
 
 void Runtime::loader_loop() {
@@ -332,6 +342,7 @@ std::shared_ptr<Runtime::Loaded> Runtime::rebind_or_load(const GridEntry& entry)
   if (get_backend(backend_).rebinds_in_place) {
     if (auto idle = pool_->take_idle(entry.signature + "/")) {
       const WeightSet w = weights(entry);
+      std::lock_guard<std::mutex> lock(idle->run_mutex);  // orders the bind after its last run
       idle->runner->bind(w);
       idle->bytes = nbytes(w);
       return idle;
@@ -344,6 +355,7 @@ std::shared_ptr<Swap> Runtime::request(Selection sel, const std::string& why, st
   std::shared_ptr<Swap> swap;
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_ && active_) throw Error("the runtime is closed: no more swaps");
     target_ = sel;
     swap = std::make_shared<Swap>(sel, why, budget, ++generation_);
     if (!wait) queue_.push_back(swap);

@@ -55,6 +55,19 @@ TEST(Arrays, TamperedFilesAreRefused) {
   write_bytes(copy, bytes.substr(0, bytes.size() - 4));  // data shorter than the header says
   expect_error([&] { load_arrays(copy); }, "outside the file");
   expect_error([&] { load_arrays(dir / "0123456789abcdef.safetensors"); }, "is missing");
+
+  auto crafted = [&](const std::string& header) {  // a header of our own, no data
+    std::string bytes(8, '\0');
+    const uint64_t len = header.size();
+    std::memcpy(bytes.data(), &len, 8);
+    write_bytes(copy, bytes + header);
+  };
+  crafted(R"({"w": {"dtype": "F32", "shape": [1099511627776, 16777216], "data_offsets": [0, 0]}})");
+  expect_error([&] { load_arrays(copy, false); }, "is too large");  // 2^64 elements would wrap to 0
+  crafted(R"({"w": {"dtype": "F32", "shape": 4, "data_offsets": [0, 16]}})");
+  expect_error([&] { load_arrays(copy, false); }, "is not a list");
+  crafted(R"({"w": {"dtype": "F99", "shape": [1], "data_offsets": [0, 4]}})");
+  expect_error([&] { load_arrays(copy, false); }, "unknown dtype");
 }
 
 TEST(Fold, WeightSetsEqualPythonBitForBit) {

@@ -55,12 +55,18 @@ int main(int argc, char** argv) {
   CHECK(edgemtl_run_frame(rt, frame, 48, 64, "BGR", outs) == EDGEMTL_OK, "run_frame resizes");
   char name[64], sig[17];
   CHECK(edgemtl_current(rt, name, sizeof name, sig) == EDGEMTL_OK && strlen(sig) == 16, "current");
-  CHECK(strcmp(name, "r=0.2,0.2,0.6;c=1") == 0 || strlen(name) > 0, "current name");
+  CHECK(strcmp(name, "r=0.2,0.2,0.6;c=0.0") == 0, "current: the nearest grid point (the grid has c = 0 only)");
 
   const size_t need = edgemtl_stats_json(rt, NULL, 0);
   char* stats = malloc(need);
   CHECK(edgemtl_stats_json(rt, stats, need) == need && strstr(stats, "\"calls\":2") != NULL, "stats count both calls");
   CHECK(edgemtl_set_budget(rt, -1.0, 1) == EDGEMTL_ERROR, "a negative budget is refused");
+  double r2[3] = {0.6, 0.2, 0.2};
+  CHECK(edgemtl_set_preference(rt, r2, 3, 0.0, 0) == EDGEMTL_OK, "a background swap returns at once");
+  CHECK(edgemtl_wait(rt) == EDGEMTL_OK, "edgemtl_wait");
+  CHECK(edgemtl_run(rt, x, outs) == EDGEMTL_OK && edgemtl_current(rt, name, sizeof name, sig) == EDGEMTL_OK &&
+            strcmp(name, "r=0.6,0.2,0.2;c=0.0") == 0,
+        "after the wait, calls run on the new point");
 
   edgemtl_close(rt);
   free(stats), free(frame), free(x);

@@ -123,6 +123,12 @@ TEST(Runtime, BackgroundSwapKeepsRunningTheOldPoint) {
   EXPECT_TRUE(first.entry == a || first.entry == b);
   EXPECT_EQ(swap->wait().entry, b);
   EXPECT_EQ(rt.run(x.data(), o.ptrs).entry, b);
+  const auto queued = rt.set_preference(a->r, a->c, false);
+  rt.close();  // the queued swap is superseded or, if its load had started, finished
+  EXPECT_TRUE(queued->done());
+  EXPECT_TRUE(queued->state() == "superseded" || queued->state() == "active") << queued->state();
+  EXPECT_NO_THROW(rt.run(x.data(), o.ptrs));  // calls keep running after close
+  expect_error([&] { rt.set_preference(b->r, b->c); }, "the runtime is closed");
 }
 
 TEST(Runtime, BackendRefusals) {
@@ -140,6 +146,8 @@ TEST(Runtime, MissingOrCorruptEngineIsRefused) {
   const Manifest m = load_manifest(dir / "b");
   for (const auto& [sig, info] : m.signatures) std::ofstream(dir / "b" / info.engines.at(0).path, std::ios::app) << "x";
   expect_error([&] { Runtime rt(dir / "b", openvino()); }, "is corrupt (sha256 differs from the manifest)");
+  for (const auto& [sig, info] : m.signatures) fs::remove(dir / "b" / info.engines.at(0).path);
+  expect_error([&] { Runtime rt(dir / "b", openvino()); }, "is missing: the bundle is incomplete");
 }
 
 TEST(Runtime, SlimWidthBundleRuns) {

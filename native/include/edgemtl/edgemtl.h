@@ -33,8 +33,9 @@ typedef struct edgemtl_runtime edgemtl_runtime;
 
 enum edgemtl_status {
   EDGEMTL_OK = 0,
-  EDGEMTL_ERROR = 1,            /* the bundle, a backend or a swap failed: see edgemtl_last_error() */
-  EDGEMTL_INVALID_ARGUMENT = 2  /* a NULL pointer, a wrong size or an out-of-range value */
+  EDGEMTL_ERROR = 1,            /* refused or failed: a bad bundle, preference, budget or frame, a backend
+                                   or a swap; edgemtl_last_error() names it */
+  EDGEMTL_INVALID_ARGUMENT = 2  /* misuse of the API itself: a NULL pointer or a task index out of range */
 };
 
 typedef struct edgemtl_options {
@@ -65,6 +66,10 @@ size_t edgemtl_output_size(const edgemtl_runtime* rt, int task);
 /* Switches to the grid point nearest to (r[0..n), c); with wait = 0 it returns at once and
  * loads on a background thread while runs continue on the current sub-network. */
 int edgemtl_set_preference(edgemtl_runtime* rt, const double* r, size_t n, double c, int wait);
+/* Blocks until the latest set_preference/set_budget request took effect or was overtaken;
+ * EDGEMTL_ERROR (with the reason) if that load failed. For requests made with wait = 0. */
+int edgemtl_wait(edgemtl_runtime* rt);
+
 /* The most capable point whose calibrated latency on this machine fits budget_ms (for the
  * latest task weights); needs `runtime calibrate` for this backend. */
 int edgemtl_set_budget(edgemtl_runtime* rt, double budget_ms, int wait);

@@ -39,6 +39,8 @@ struct Options {
 
 // A requested switch. wait() blocks until it took effect ("active"), was overtaken by a
 // newer request ("superseded") or failed (throws Error); `at_call`: calls run before it.
+//
+// `selection.entry` points into the runtime's manifest: valid while the Runtime lives.
 class Swap {
  public:
   Swap(Selection selection, std::string why, std::optional<double> budget, uint64_t generation);
@@ -70,6 +72,9 @@ class Runtime {
  public:
   explicit Runtime(const fs::path& bundle, Options options = {});
   ~Runtime();
+  // Stops the background loader: queued swaps end "superseded", a load in progress
+  // finishes first. Calls keep running on the active sub-network; new swaps are refused.
+  void close();
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
 
@@ -144,6 +149,7 @@ class Runtime {
   std::deque<std::shared_ptr<Swap>> queue_;
   std::condition_variable queue_cv_;
   bool stopping_ = false;
+  std::once_flag closed_;
   std::thread loader_;
 };
 

@@ -51,6 +51,7 @@ def _load(path: Path) -> ctypes.CDLL:
         "edgemtl_output_shape": ([p, i, ctypes.POINTER(ctypes.c_int64), i], i),
         "edgemtl_set_preference": ([p, ctypes.POINTER(d), sz, d, i], i),
         "edgemtl_set_budget": ([p, d, i], i),
+        "edgemtl_wait": ([p], i),
         "edgemtl_run": ([p, floats, ctypes.POINTER(floats)], i),
         "edgemtl_run_frame": ([p, ctypes.POINTER(ctypes.c_uint8), i, i, ctypes.c_char_p, ctypes.POINTER(floats)], i),
         "edgemtl_current": ([p, ctypes.c_char_p, sz, ctypes.c_char_p], i),
@@ -105,6 +106,10 @@ class NativeRuntime:
 
     def set_budget(self, ms: float, wait: bool = True) -> None:
         self._check(self.lib.edgemtl_set_budget(self.handle, float(ms), int(wait)))
+
+    def wait(self) -> None:
+        """Blocks until the latest request (made with wait=False) took effect; raises if its load failed."""
+        self._check(self.lib.edgemtl_wait(self.handle))
 
     def _outputs(self) -> tuple[list[np.ndarray], ctypes.Array]:
         outs = [np.empty(s, np.float32) for s in self.output_shapes()]

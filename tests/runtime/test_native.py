@@ -75,6 +75,10 @@ def test_refusals_come_back_as_errors(tiny_bundle, tmp_path):
             nat.set_preference([0.5, 0.5], 0.0)
         with pytest.raises(EdgeRuntimeError, match="input must have shape"):
             nat.run(np.zeros((1, 3, 8, 8), np.float32))
+        nat.set_preference([0.6, 0.2, 0.2], 0.0, wait=False)
+        nat.wait()
+        nat.run(np.zeros(nat.input_shape, np.float32))
+        assert nat.current()[0] == "r=0.6,0.2,0.2;c=0.0"
 
 
 @pytest.fixture

@@ -6,7 +6,10 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <condition_variable>
 #include <deque>
+#include <mutex>
+#include <thread>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -33,6 +36,9 @@ options:
   --source S        'synthetic' (the bundle's sample frames, looped; default), a video file,
                     an image folder, a camera index (0) or a V4L2 device (/dev/video0)
   --frames N        stop after N frames
+  --live-fps F      play a file source like a camera at F frames per second: frames that arrive
+                    while one is processed are dropped and counted (cameras and stream URLs are
+                    always live)
   --backend B       auto (default) or a backend built into this runtime (openvino, tensorrt)
   --threads N       engine threads (default: the backend's)
   --schedule F      schedule JSON ({"events": [...]}, as `runtime run`) or a shipped name (demo)
@@ -54,7 +60,7 @@ struct Args {
   std::optional<int64_t> frames;
   std::optional<std::vector<double>> r;
   double c = 0;
-  std::optional<double> budget_ms;
+  std::optional<double> budget_ms, live_fps;
   int threads = 0;
   bool wait_swaps = false;
 };
@@ -95,6 +101,7 @@ Args parse(int argc, char** argv) {
     else if (flag == "--schedule") a.schedule = v;
     else if (flag == "--c") a.c = number(flag, v);
     else if (flag == "--budget-ms") a.budget_ms = number(flag, v);
+    else if (flag == "--live-fps") a.live_fps = number(flag, v);
     else if (flag == "--out") a.out = v;
     else if (flag == "--stats") a.stats = v;
     else if (flag == "--frames-log") a.frames_log = v;
@@ -106,6 +113,9 @@ Args parse(int argc, char** argv) {
   }
   if (a.bundle.empty()) throw Error("expected a BUNDLE folder (see --help)");
   if (a.frames && *a.frames < 1) throw Error("--frames must be a positive number of frames, found " + std::to_string(*a.frames));
+  if (a.live_fps && !(*a.live_fps > 0 && std::isfinite(*a.live_fps))) {
+    throw Error("live frame rate must be a positive number of frames per second, found " + std::to_string(*a.live_fps));
+  }
   return a;
 }
 
@@ -120,7 +130,7 @@ class Source {
 
 class Samples : public Source {  // the bundle's samples/frames.safetensors, looped up to a limit
  public:
-  Samples(const fs::path& bundle, std::optional<int64_t> limit) : limit_(limit) {
+  Samples(const fs::path& bundle, std::optional<int64_t> limit, bool loop = false) : limit_(limit), loop_(loop) {
     const Arrays arrays = load_arrays(confine(bundle, "samples/frames.safetensors", "sample frames"), false);
     auto it = arrays.find("frames");
     if (it == arrays.end() || it->second.dtype != "U8" || it->second.shape.size() != 4 || it->second.shape[3] != 3 ||
@@ -131,7 +141,7 @@ class Samples : public Source {  // the bundle's samples/frames.safetensors, loo
   }
   bool next(cv::Mat& rgb) override {
     const int64_t n = frames_.shape[0];
-    if (i_ >= (limit_ ? *limit_ : n)) return false;
+    if (!loop_ && i_ >= (limit_ ? *limit_ : n)) return false;
     const int h = static_cast<int>(frames_.shape[1]), w = static_cast<int>(frames_.shape[2]);
     rgb = cv::Mat(h, w, CV_8UC3, frames_.data.data() + static_cast<size_t>(i_++ % n) * static_cast<size_t>(h * w * 3)).clone();
     return true;
@@ -141,6 +151,7 @@ class Samples : public Source {  // the bundle's samples/frames.safetensors, loo
  private:
   Array frames_;
   std::optional<int64_t> limit_;
+  bool loop_;
   int64_t i_ = 0;
 };
 
@@ -176,7 +187,7 @@ class Capture : public Source {  // video files, camera indices and V4L2 devices
   Capture(const std::string& source, std::optional<int64_t> limit) : limit_(limit) {
     const bool index = !source.empty() && std::all_of(source.begin(), source.end(), ::isdigit);
     const bool v4l2 = source.rfind("/dev/video", 0) == 0;
-    live_ = index || v4l2;
+    live_ = index || v4l2 || source.find("://") != std::string::npos;
     if (index) cap_.open(std::stoi(source), cv::CAP_V4L2);
     else cap_.open(source, v4l2 ? cv::CAP_V4L2 : cv::CAP_ANY);
     if (!cap_.isOpened()) {
@@ -206,10 +217,96 @@ class Capture : public Source {  // video files, camera indices and V4L2 devices
   bool live_ = false;
 };
 
+// Latest-frame delivery from a producer thread, like a camera driver's (runtime/sources.py
+// LiveSource): the thread pulls frames (paced at `fps` when given; a camera paces itself); a
+// frame not taken before the next one arrives is dropped and counted.
+class LiveSource : public Source {
+ public:
+  LiveSource(std::unique_ptr<Source> inner, std::optional<double> fps, std::optional<int64_t> limit)
+      : inner_(std::move(inner)), fps_(fps), limit_(limit) {}
+  ~LiveSource() override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    if (thread_.joinable()) thread_.join();  // after its current read
+  }
+  bool next(cv::Mat& rgb) override {
+    if (!thread_.joinable()) thread_ = std::thread([this] { produce(); });
+    if (limit_ && delivered_ >= *limit_) return false;
+    std::unique_lock<std::mutex> lock(mutex_);
+    cv_.wait(lock, [&] { return has_ || done_; });
+    if (!has_) {
+      if (error_) std::rethrow_exception(error_);
+      return false;
+    }
+    rgb = std::move(frame_);
+    has_ = false;
+    ++delivered_;
+    return true;
+  }
+  std::optional<int64_t> length() const override { return limit_; }
+  int64_t produced() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return produced_;
+  }
+  int64_t dropped() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return dropped_;
+  }
+
+ private:
+  void produce() {
+    auto due = std::chrono::steady_clock::now();
+    const auto period = std::chrono::duration<double>(fps_ ? 1.0 / *fps_ : 0.0);
+    try {
+      for (cv::Mat f; !stopping() && inner_->next(f);) {
+        if (fps_) std::this_thread::sleep_until(due += std::chrono::duration_cast<std::chrono::steady_clock::duration>(period));
+        std::lock_guard<std::mutex> lock(mutex_);
+        dropped_ += has_;  // the previous one was never taken
+        frame_ = f.clone();
+        has_ = true;
+        ++produced_;
+        cv_.notify_one();
+      }
+    } catch (...) {
+      error_ = std::current_exception();  // re-raised to the consumer
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    done_ = true;
+    cv_.notify_one();
+  }
+  bool stopping() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stop_;
+  }
+
+  std::unique_ptr<Source> inner_;
+  std::optional<double> fps_;
+  std::optional<int64_t> limit_;
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::thread thread_;
+  cv::Mat frame_;
+  bool has_ = false, done_ = false, stop_ = false;
+  std::exception_ptr error_;
+  int64_t produced_ = 0, dropped_ = 0, delivered_ = 0;
+};
+
+bool is_live(const std::string& source) {
+  return (!source.empty() && std::all_of(source.begin(), source.end(), ::isdigit)) || source.rfind("/dev/video", 0) == 0 ||
+         source.find("://") != std::string::npos;
+}
+
+// Cameras and streams are live; so is any source given --live-fps (a file played like a camera).
 std::unique_ptr<Source> open_source(const Args& a) {
-  if (a.source == "synthetic") return std::make_unique<Samples>(a.bundle, a.frames);
-  if (fs::is_directory(a.source)) return std::make_unique<Folder>(a.source, a.frames);
-  return std::make_unique<Capture>(a.source, a.frames);
+  const bool live = a.live_fps || is_live(a.source);
+  std::unique_ptr<Source> inner;
+  if (a.source == "synthetic") inner = std::make_unique<Samples>(a.bundle, live ? std::nullopt : a.frames, live);
+  else if (fs::is_directory(a.source)) inner = std::make_unique<Folder>(a.source, live ? std::nullopt : a.frames);
+  else inner = std::make_unique<Capture>(a.source, live ? std::nullopt : a.frames);
+  if (!live) return inner;
+  return std::make_unique<LiveSource>(std::move(inner), a.live_fps, a.frames);
 }
 
 // -- overlay (runtime/viz.py) ----------------------------------------------------------------
@@ -396,6 +493,7 @@ class Stream {
         schedule_(a.schedule.empty() ? Schedule{} : load_schedule(a.schedule, EDGEMTL_SCHEDULE_DIR)),
         rt_(a.bundle, options(a)),
         source_(open_source(a)),
+        live_(dynamic_cast<const LiveSource*>(source_.get())),
         log_(rt_.manifest(), a.frames_log) {
     check_schedule(schedule_, rt_.manifest().tasks.size(), a.schedule, source_->length());
     if (a.r) rt_.set_preference(*a.r, a.c);
@@ -426,8 +524,8 @@ class Stream {
   json result() const {  // the schema of runtime/app.py's result()
     return {{"bundle", a_.bundle}, {"source", a_.source}, {"backend", rt_.backend()}, {"segments", log_.segments},
             {"backend_reason", rt_.backend_reason()}, {"interrupted", interrupted_}, {"frames", log_.frames},
-            {"processed", log_.frames}, {"over_budget", log_.over_budget}, {"live", false}, {"produced", log_.frames},
-            {"dropped", 0}, {"video", a_.out.empty() ? json() : json(a_.out)}, {"video_frames", written_},
+            {"processed", log_.frames}, {"over_budget", log_.over_budget}, {"live", live_ != nullptr},
+            {"produced", live_ ? live_->produced() : log_.frames}, {"dropped", live_ ? live_->dropped() : 0}, {"video", a_.out.empty() ? json() : json(a_.out)}, {"video_frames", written_},
             {"swaps", swap_records(pending_, calls_before_)}, {"summary", rt_.stats()},
             {"frames_log", a_.frames_log.empty() ? json() : json(a_.frames_log)}};
   }
@@ -471,6 +569,7 @@ class Stream {
   const Schedule schedule_;
   Runtime rt_;
   std::unique_ptr<Source> source_;
+  const LiveSource* live_;  // source_ when it is live, else null
   FrameLog log_;
   std::vector<Pending> pending_;
   cv::VideoWriter writer_;

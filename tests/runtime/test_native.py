@@ -118,12 +118,26 @@ def test_a_schedule_selects_the_same_points_in_both_runtimes(scheduled, tmp_path
 
 
 @pytest.mark.skipif(RUN is None or not RUN.is_file(), reason="edgemtl-run not built (needs OpenCV)")
+def test_a_live_source_counts_what_it_dropped(scheduled, tmp_path):
+    """--live-fps plays the samples like a camera: the newest frame is taken, the ones that
+    arrived meanwhile are dropped and counted (the Python app's LiveSource semantics)."""
+    bundle, _ = scheduled
+    args = [str(RUN), str(bundle), "--frames", "30", "--live-fps", "1000000", "--stats", str(tmp_path / "live.json")]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    res = json.loads((tmp_path / "live.json").read_text())
+    assert res["live"] and res["frames"] == 30 and res["dropped"] > 0  # a frame every microsecond outpaces any engine
+    assert res["produced"] >= res["frames"] + res["dropped"]
+
+
+@pytest.mark.skipif(RUN is None or not RUN.is_file(), reason="edgemtl-run not built (needs OpenCV)")
 @pytest.mark.parametrize(
     "extra, message",
     [
         (["--schedule", "{schedule}"], "would never run"),
         (["--frames", "0"], "--frames must be a positive number"),
         (["--backend", "nope"], "bundle has no nope engines"),
+        (["--live-fps", "0"], "live frame rate must be a positive number"),
     ],
 )
 def test_edgemtl_run_refuses_bad_input_with_exit_code_2(scheduled, tmp_path, extra, message):

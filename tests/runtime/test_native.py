@@ -53,6 +53,20 @@ def test_outputs_equal_the_python_runtime_for_every_signature(tiny_bundle):
                 assert np.abs(got[task] - ref[task]).max() <= 1e-4 * scale, (e.name, task)  # the fp32 parity budget
 
 
+def test_width_family_outputs_equal_the_python_runtime(tiny_slim_bundle):
+    """The slim-width fold (prefix slices of the full tensors, switchable BN rows) in C++."""
+    bundle = tiny_slim_bundle[0]
+    with NativeRuntime(bundle, "openvino", threads=1) as nat, runtime.load(bundle, "openvino", threads=1) as py:
+        assert py.manifest.family == "slim-width"
+        for i, e in enumerate(_first_points(py.manifest)):
+            x = _x(py.manifest.input.shape, i)
+            nat.set_preference(list(e.r), e.c)
+            py.set_preference(list(e.r), e.c)
+            got, ref = nat.run(x), py.run(x)
+            for task in py.task_names:
+                np.testing.assert_array_equal(got[task], ref[task])
+
+
 def test_frames_are_preprocessed_like_python(tiny_bundle):
     bundle = tiny_bundle[0]
     frames = sample_frames(bundle)[:4]

@@ -20,11 +20,11 @@ import json
 import os
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.backends import time_calls
 from benchmarks.common import machine, write
 
 PAPER_GRID = {"preferences": [{"r": [0.34, 0.33, 0.33], "c": 0.0}, {"r": [0.34, 0.33, 0.33], "c": 1.0}]}
@@ -53,14 +53,7 @@ def bundles(run: str, grid: str, root: Path) -> dict[str, Path]:
 
 def python_ms(rt, entry, x: np.ndarray, calls: int) -> float:
     rt.set_preference(list(entry.r), entry.c)
-    for _ in range(max(3, calls // 10)):
-        rt.run(x)
-    ms = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        rt.run(x)
-        ms.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(ms))
+    return time_calls(rt, x, calls)
 
 
 def native_ms(bundle: Path, entry, threads: int, calls: int) -> dict:

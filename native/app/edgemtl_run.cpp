@@ -121,6 +121,12 @@ Args parse(int argc, char** argv) {
 
 // -- sources -------------------------------------------------------------------------------
 
+// Camera indices, V4L2 devices and network streams deliver frames whether or not we keep up.
+bool is_live(const std::string& source) {
+  return (!source.empty() && std::all_of(source.begin(), source.end(), ::isdigit)) || source.rfind("/dev/video", 0) == 0 ||
+         source.find("://") != std::string::npos;
+}
+
 class Source {
  public:
   virtual ~Source() = default;
@@ -187,7 +193,7 @@ class Capture : public Source {  // video files, camera indices and V4L2 devices
   Capture(const std::string& source, std::optional<int64_t> limit) : limit_(limit) {
     const bool index = !source.empty() && std::all_of(source.begin(), source.end(), ::isdigit);
     const bool v4l2 = source.rfind("/dev/video", 0) == 0;
-    live_ = index || v4l2 || source.find("://") != std::string::npos;
+    live_ = is_live(source);
     if (index) cap_.open(std::stoi(source), cv::CAP_V4L2);
     else cap_.open(source, v4l2 ? cv::CAP_V4L2 : cv::CAP_ANY);
     if (!cap_.isOpened()) {
@@ -208,7 +214,6 @@ class Capture : public Source {  // video files, camera indices and V4L2 devices
     if (n <= 0) return limit_;
     return limit_ ? std::min(n, *limit_) : n;
   }
-  bool live() const { return live_; }
 
  private:
   mutable cv::VideoCapture cap_;
@@ -292,11 +297,6 @@ class LiveSource : public Source {
   std::exception_ptr error_;
   int64_t produced_ = 0, dropped_ = 0, delivered_ = 0;
 };
-
-bool is_live(const std::string& source) {
-  return (!source.empty() && std::all_of(source.begin(), source.end(), ::isdigit)) || source.rfind("/dev/video", 0) == 0 ||
-         source.find("://") != std::string::npos;
-}
 
 // Cameras and streams are live; so is any source given --live-fps (a file played like a camera).
 std::unique_ptr<Source> open_source(const Args& a) {

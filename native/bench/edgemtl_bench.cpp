@@ -8,10 +8,10 @@
 #include <cstdio>
 #include <iostream>
 
-#include <openvino/op/constant.hpp>
 #include <openvino/openvino.hpp>
 
 #include "edgemtl/runtime.hpp"
+#include "openvino_model.hpp"
 
 namespace {
 
@@ -23,19 +23,9 @@ double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std
 // The engine compiled straight with OpenVINO: weights as constants, the runner's config.
 ov::InferRequest bare_request(edgemtl::Runtime& rt, const edgemtl::GridEntry& entry, int threads, const std::string& precision) {
   static ov::Core core;
-  auto model = core.read_model(rt.engine_path(entry.signature).string());
-  const auto weights = rt.weights(entry);
-  const auto params = model->get_parameters();
-  for (size_t i = 1; i < params.size(); ++i) {
-    const auto& a = weights.at(params[i]->get_friendly_name());
-    auto c = std::make_shared<ov::op::v0::Constant>(ov::element::f32, ov::Shape(a.shape.begin(), a.shape.end()), a.data.data());
-    ov::replace_node(params[i], c);
-    model->remove_parameter(params[i]);
-  }
-  ov::AnyMap config = {ov::hint::inference_precision(precision == "bf16" ? ov::element::bf16 : ov::element::f32),
-                       ov::hint::performance_mode(ov::hint::PerformanceMode::LATENCY)};
-  if (threads > 0) config.emplace(ov::inference_num_threads(threads));
-  return core.compile_model(model, "CPU", config).create_infer_request();
+  const auto engine = core.read_model(rt.engine_path(entry.signature).string());
+  const auto model = edgemtl::with_weights(*engine, rt.weights(entry));
+  return core.compile_model(model, "CPU", edgemtl::compile_config(precision, threads)).create_infer_request();
 }
 
 int bench(int argc, char** argv) {

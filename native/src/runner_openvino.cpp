@@ -9,6 +9,7 @@
 #include <openvino/openvino.hpp>
 
 #include "edgemtl/runner.hpp"
+#include "openvino_model.hpp"
 
 namespace edgemtl {
 
@@ -40,30 +41,8 @@ class OpenVINORunner : public Runner {
   }
 
   void bind(const WeightSet& weights) override {
-    auto model = model_->clone();
-    const ov::ParameterVector params = model->get_parameters();  // a copy: removal edits the model's list
-    for (size_t i = 1; i < params.size(); ++i) {  // input 0: the image
-      const auto& param = params[i];
-      auto it = weights.find(param->get_friendly_name());
-      for (const auto& n : param->output(0).get_names()) it = it == weights.end() ? weights.find(n) : it;
-      if (it == weights.end()) throw Error("openvino: the weight set lacks " + param->get_friendly_name());
-      const std::string& name = it->first;
-      if (param->get_element_type() != ov::element::f32) {
-        throw Error("openvino: weight input " + name + " is " + param->get_element_type().get_type_name() + ", expected f32");
-      }
-      const ov::Shape shape(it->second.shape.begin(), it->second.shape.end());
-      if (shape != param->get_partial_shape().to_shape()) {
-        throw Error("openvino: weight " + name + " has shape " + shape.to_string() + ", expected " +
-                    param->get_partial_shape().to_string());
-      }
-      auto constant = std::make_shared<ov::op::v0::Constant>(ov::element::f32, shape, it->second.f32(name));
-      ov::replace_node(param, constant);
-      model->remove_parameter(param);
-    }
-    model->validate_nodes_and_infer_types();
-    ov::AnyMap config = {ov::hint::inference_precision(options_.precision == "bf16" ? ov::element::bf16 : ov::element::f32),
-                         ov::hint::performance_mode(ov::hint::PerformanceMode::LATENCY)};
-    if (options_.threads > 0) config.emplace(ov::inference_num_threads(options_.threads));
+    const auto model = with_weights(*model_, weights);
+    const ov::AnyMap config = compile_config(options_.precision, options_.threads);
     ov::CompiledModel compiled;
     try {
       compiled = core().compile_model(model, "CPU", config);
@@ -133,6 +112,37 @@ std::unique_ptr<Runner> open(const fs::path& engine, const Shape& input, const R
 }
 
 }  // namespace
+
+std::shared_ptr<ov::Model> with_weights(const ov::Model& engine, const WeightSet& weights) {
+  auto model = engine.clone();
+  const ov::ParameterVector params = model->get_parameters();  // a copy: removal edits the model's list
+  for (size_t i = 1; i < params.size(); ++i) {  // input 0: the image
+    const auto& param = params[i];
+    auto it = weights.find(param->get_friendly_name());
+    for (const auto& n : param->output(0).get_names()) it = it == weights.end() ? weights.find(n) : it;
+    if (it == weights.end()) throw Error("openvino: the weight set lacks " + param->get_friendly_name());
+    const std::string& name = it->first;
+    if (param->get_element_type() != ov::element::f32) {
+      throw Error("openvino: weight input " + name + " is " + param->get_element_type().get_type_name() + ", expected f32");
+    }
+    const ov::Shape shape(it->second.shape.begin(), it->second.shape.end());
+    if (shape != param->get_partial_shape().to_shape()) {
+      throw Error("openvino: weight " + name + " has shape " + shape.to_string() + ", expected " +
+                  param->get_partial_shape().to_string());
+    }
+    ov::replace_node(param, std::make_shared<ov::op::v0::Constant>(ov::element::f32, shape, it->second.f32(name)));
+    model->remove_parameter(param);
+  }
+  model->validate_nodes_and_infer_types();
+  return model;
+}
+
+ov::AnyMap compile_config(const std::string& precision, int threads) {
+  ov::AnyMap config = {ov::hint::inference_precision(precision == "bf16" ? ov::element::bf16 : ov::element::f32),
+                       ov::hint::performance_mode(ov::hint::PerformanceMode::LATENCY)};
+  if (threads > 0) config.emplace(ov::inference_num_threads(threads));
+  return config;
+}
 
 Backend openvino_backend() { return {"openvino", 5, false, available, open}; }
 

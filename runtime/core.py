@@ -55,8 +55,9 @@ class Active:
 class Swap:
     """A requested switch to `selection`. `wait()` blocks until it took effect (state
     "active"), was overtaken by a newer request ("superseded") or failed (raises),
-    and returns the selection. `at_call`: how many calls had run when it took
-    effect (the next call is the first on the new sub-network)."""
+    and returns the selection. `at_call`: how many calls had started when it took
+    effect (the next call to start is the first on the new sub-network; one already
+    running when it took effect finishes on the old one)."""
 
     def __init__(self, selection: Selection, why: str, adaptation: dict | None, generation: int, budget=None):
         self.selection, self.why, self.adaptation, self.generation = selection, why, adaptation, generation
@@ -142,6 +143,7 @@ class Runtime:
         self._latency: dict[str, float] | None = None
         # The last RECENT_CALLS calls (ring buffers: a camera running for days keeps its memory).
         self.calls = 0
+        self._started = 0  # calls that took the active record; a swap's `at_call` counts these
         self.call_ms: deque[float] = deque(maxlen=RECENT_CALLS)  # whole call (preprocess + engine)
         self.engine_ms: deque[float] = deque(maxlen=RECENT_CALLS)
         self.swaps: list[dict] = []
@@ -307,7 +309,7 @@ class Runtime:
             if swap.generation != self._generation:
                 return False
             old, self._active = self._active, Active(sel, item)
-            self.budget_ms, swap.at_call = swap.budget, self.calls
+            self.budget_ms, swap.at_call = swap.budget, self._started
             swap.switched = old is None or old.item is not item or old.selection.entry != sel.entry
             if swap.switched:
                 self.swaps.append(
@@ -317,7 +319,7 @@ class Runtime:
                         "signature": sel.entry.signature,
                         "warm": swap.warm,
                         "ms": (time.perf_counter() - swap.t0) * 1e3,
-                        "at_call": self.calls,
+                        "at_call": self._started,
                     }
                 )
         if old is not None:
@@ -362,6 +364,7 @@ class Runtime:
         t0 = time.perf_counter() if t0 is None else t0
         with self._lock:
             active = self._active
+            self._started += 1
             self.pool.pin(active.item)
         try:
             outs = active.item.runner.run(x)

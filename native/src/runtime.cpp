@@ -394,11 +394,11 @@ bool Runtime::install(const std::shared_ptr<Swap>& swap, const std::shared_ptr<L
   const auto old = active_;
   active_ = std::make_shared<const Active>(Active{swap->selection, item});
   budget_ = swap->budget;
-  swap->at_call = calls_;
+  swap->at_call = started_;
   swap->switched = !old || old->item != item || old->selection.entry != swap->selection.entry;
   if (swap->switched) {
     swaps_.push_back({{"why", swap->why}, {"to", swap->selection.entry->name}, {"signature", swap->selection.entry->signature},
-                      {"warm", swap->warm}, {"ms", since_ms(swap->t0_)}, {"at_call", calls_}});
+                      {"warm", swap->warm}, {"ms", since_ms(swap->t0_)}, {"at_call", started_}});
   }
   return true;
 }
@@ -422,6 +422,7 @@ Selection Runtime::run_since(std::chrono::steady_clock::time_point t0, const flo
   {
     std::lock_guard<std::mutex> lock(mutex_);
     active = active_;
+    ++started_;
   }
   double engine_ms = 0;
   {

@@ -159,3 +159,29 @@ def test_a_swap_between_two_width_configurations(tiny_slim_bundle):
         outs, sel = rt.infer(x)
         assert sel.entry.signature == second.signature and specs[first.signature] != specs[second.signature]
         assert set(outs) == set(rt.task_names)
+
+
+def test_a_call_still_running_when_a_swap_takes_effect_counts_before_it(bundle):
+    """`at_call` is the index of the first call on the new sub-network even when a call
+    on the old one is still running as the swap installs (the app reports it as the
+    swap's frame)."""
+    with runtime.load(bundle) as rt:
+        before, target, x = rt.current, _other_point(rt), _x(rt.manifest.input.shape)
+        runner = rt._active.item.runner
+        entered, release, real, done = threading.Event(), threading.Event(), runner.run, {}
+
+        def held(inp):
+            entered.set()
+            assert release.wait(30), "test never released the call"
+            return real(inp)
+
+        runner.run = held
+        call = threading.Thread(target=lambda: done.update(sel=rt.infer(x)[1]))
+        call.start()
+        assert entered.wait(30)
+        swap = rt.set_preference(target.r, target.c, wait=False)
+        swap.wait(30)  # took effect while call 0 is inside the old engine
+        release.set()
+        call.join(30)
+        assert done["sel"] is before and swap.at_call == 1
+        assert rt.infer(x)[1].entry == target

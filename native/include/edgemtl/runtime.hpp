@@ -38,7 +38,8 @@ struct Options {
 };
 
 // A requested switch. wait() blocks until it took effect ("active"), was overtaken by a
-// newer request ("superseded") or failed (throws Error); `at_call`: calls run before it.
+// newer request ("superseded") or failed (throws Error); `at_call`: calls started before it
+// (a call already running when it took effect finishes on the old sub-network).
 //
 // `selection.entry` points into the runtime's manifest: valid while the Runtime lives.
 class Swap {
@@ -143,6 +144,7 @@ class Runtime {
   std::optional<double> budget_;
   std::optional<std::map<std::string, double>> latency_;
   int64_t calls_ = 0;
+  int64_t started_ = 0;  // calls that took the active record; a swap's at_call counts these
   std::deque<double> call_ms_, engine_ms_;
   json swaps_ = json::array();
 

@@ -229,12 +229,14 @@ class LiveSource : public Source {
  public:
   LiveSource(std::unique_ptr<Source> inner, std::optional<double> fps, std::optional<int64_t> limit)
       : inner_(std::move(inner)), fps_(fps), limit_(limit) {}
-  ~LiveSource() override {
+  ~LiveSource() override { stop(); }
+  // Stops the producer (after its current read), so that produced() and dropped() stop moving.
+  void stop() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       stop_ = true;
     }
-    if (thread_.joinable()) thread_.join();  // after its current read
+    if (thread_.joinable()) thread_.join();
   }
   bool next(cv::Mat& rgb) override {
     if (!thread_.joinable()) thread_ = std::thread([this] { produce(); });
@@ -493,7 +495,7 @@ class Stream {
         schedule_(a.schedule.empty() ? Schedule{} : load_schedule(a.schedule, EDGEMTL_SCHEDULE_DIR)),
         rt_(a.bundle, options(a)),
         source_(open_source(a)),
-        live_(dynamic_cast<const LiveSource*>(source_.get())),
+        live_(dynamic_cast<LiveSource*>(source_.get())),
         log_(rt_.manifest(), a.frames_log) {
     check_schedule(schedule_, rt_.manifest().tasks.size(), a.schedule, source_->length());
     if (a.r) rt_.set_preference(*a.r, a.c);
@@ -518,6 +520,7 @@ class Stream {
     }
     writer_.release();
     log_.close_segment();
+    if (live_) live_->stop();  // the counts in result() are final
     rt_.close();  // a swap still queued ends superseded, as when the Python app closes its runtime
   }
 
@@ -569,7 +572,7 @@ class Stream {
   const Schedule schedule_;
   Runtime rt_;
   std::unique_ptr<Source> source_;
-  const LiveSource* live_;  // source_ when it is live, else null
+  LiveSource* live_;  // source_ when it is live, else null
   FrameLog log_;
   std::vector<Pending> pending_;
   cv::VideoWriter writer_;

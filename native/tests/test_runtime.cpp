@@ -2,6 +2,7 @@
 // (every output must come from the sub-network the call reports), superseded loads,
 // backend refusals, the slim-width family.
 #include <atomic>
+#include <functional>
 #include <thread>
 
 #include "edgemtl/runtime.hpp"
@@ -83,7 +84,7 @@ TEST(Runtime, SwapsUnderTwoThreadsNeverMixSubNetworks) {
   ASSERT_NE(reference[a->name], reference[b->name]);
 
   std::atomic<bool> done{false};
-  std::atomic<int> mismatches{0};
+  std::atomic<int> mismatches{0}, calls{0}, calls_on_a{0};
   std::set<std::string> seen;
   std::thread runner([&] {
     Outputs o(rt.output_shapes());
@@ -91,8 +92,16 @@ TEST(Runtime, SwapsUnderTwoThreadsNeverMixSubNetworks) {
       const Selection sel = rt.run(x.data(), o.ptrs);
       seen.insert(sel.entry->name);
       mismatches += o.data != reference.at(sel.entry->name);
+      calls_on_a += sel.entry == a;
+      ++calls;
     }
   });
+  // Progress is awaited, not slept for: a loaded CI machine may not schedule the runner thread.
+  const auto until = [](const std::function<bool()>& ok) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!ok() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  };
+  until([&] { return calls > 0; });  // it ran on b, the current point, before any request
   std::vector<std::shared_ptr<Swap>> swaps;
   for (int i = 0; i < 20; ++i) {
     const GridEntry* e = i % 2 ? a : b;
@@ -100,7 +109,7 @@ TEST(Runtime, SwapsUnderTwoThreadsNeverMixSubNetworks) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   swaps.back()->wait();
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  until([&] { return calls_on_a > 0; });
   done = true;
   runner.join();
   EXPECT_EQ(mismatches.load(), 0);

@@ -367,8 +367,9 @@ class Runtime:
             self._started += 1
             self.pool.pin(active.item)
         try:
-            outs = active.item.runner.run(x)
-            engine_ms = active.item.runner.last_latency_ms
+            with active.item.run_lock:  # calls from several threads share a runner one at a time (backends.base)
+                outs = active.item.runner.run(x)
+                engine_ms = active.item.runner.last_latency_ms
         finally:
             self.pool.unpin(active.item)
         call_ms = (time.perf_counter() - t0) * 1e3

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Hashable
 
 from runtime.backends.base import Runner
@@ -21,6 +21,7 @@ class PoolItem:
     nbytes: int
     pins: int = 0
     evicted: bool = False
+    run_lock: threading.Lock = field(default_factory=threading.Lock)  # one call at a time per runner
 
 
 class WarmPool:

@@ -191,8 +191,11 @@ def _run(args) -> int:
         if args.stats:  # checked before the first frame, not discovered after the whole run
             writable_target(args.stats, "--stats")
         cfg = _stream_config(args)
-        signal.signal(signal.SIGTERM, _stop_between_frames)  # `kill PID` ends a run like Ctrl-C
-        result = run_stream(cfg)
+        previous = signal.signal(signal.SIGTERM, _stop_between_frames)  # `kill PID` ends a run like Ctrl-C
+        try:
+            result = run_stream(cfg)
+        finally:  # a caller's own handler (main() called in-process) is theirs again
+            signal.signal(signal.SIGTERM, previous)
         if args.stats:
             atomic_write_text(args.stats, json.dumps(result, indent=1))
         _print_run(result)

@@ -104,12 +104,15 @@ def test_background_swaps_record_where_each_took_effect(bundle, tmp_path):
     s = json.loads(stats.read_text())
     per_frame = [json.loads(line) for line in (tmp_path / "stats.frames.jsonl").read_text().splitlines()]
     assert [sw["requested"] for sw in s["swaps"]] == [e["frame"] for e in events]
+    # the last swap to take effect before a frame started is the one that frame ran on
+    # (two can take effect between the same two frames when a load finishes fast)
+    ran_on = {sw["frame"]: sw["to"] for sw in s["swaps"] if sw["state"] == "active"}
     for sw in s["swaps"]:
         assert sw["state"] in ("active", "superseded")
         if sw["state"] == "active":
             assert sw["frame"] >= sw["requested"]
             if sw["frame"] < len(per_frame):  # a load still running at the last frame takes effect after it
-                assert per_frame[sw["frame"]]["point"] == sw["to"]
+                assert per_frame[sw["frame"]]["point"] == ran_on[sw["frame"]]
             assert per_frame[sw["frame"] - 1]["point"] != sw["to"]
 
 
@@ -242,13 +245,15 @@ def test_sigterm_ends_a_run_like_ctrl_c_with_a_readable_video_and_stats(bundle, 
     out, stats = tmp_path / "out.mp4", tmp_path / "stats.json"
     cmd = [sys.executable, "-m", "runtime.cli", "run", str(bundle), "--frames", "100000", "--headless",
            "--out", str(out), "--stats", str(stats)]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err = tmp_path / "stderr.txt"  # a file, not a pipe nobody drains while the run goes on
+    with err.open("w") as f:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=f)
     log = tmp_path / "stats.frames.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and (not log.exists() or log.stat().st_size < 2000):
         time.sleep(0.2)  # until a few dozen frames have run
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=120) == 130, proc.stderr.read()
+    assert proc.wait(timeout=120) == 130, err.read_text()
     s = json.loads(stats.read_text())
     # SIGTERM stops between two frames: every processed frame is in the video.
     assert s["interrupted"] and s["frames"] >= 10 and s["video_frames"] == s["frames"]

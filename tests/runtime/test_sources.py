@@ -1,6 +1,5 @@
 """runtime.sources: file sources in order, live sources keep only the newest frame."""
 
-import threading
 import time
 
 import numpy as np
@@ -11,10 +10,11 @@ from runtime.sources import LiveSource, is_live, open_source
 
 
 def _numbered(n=None):
-    """Frames whose first pixel is their sequence number (endless if n is None)."""
+    """Frames whose first pixel is their sequence number (endless if n is None; int64,
+    so a consumer delayed by the machine never sees the numbers wrap)."""
     i = 0
     while n is None or i < n:
-        yield np.full((2, 2, 3), i % 256, np.uint8)
+        yield np.full((2, 2, 3), i, np.int64)
         i += 1
 
 
@@ -44,7 +44,7 @@ def test_producer_errors_reach_the_consumer_and_the_thread_stops():
     live = LiveSource(broken())
     with pytest.raises(OSError, match="camera unplugged"):
         list(live)
-    assert not any(t.name == "edgemtl-live-source" and t.is_alive() for t in threading.enumerate())
+    assert not live._thread.is_alive()
 
 
 def test_which_sources_are_live_and_bad_rates_are_rejected(tiny_bundle):

@@ -121,8 +121,13 @@ def test_close_supersedes_queued_swaps(bundle, gated):
     rt.set_preference(grid[5].r, grid[5].c, wait=False)
     assert started.wait(30)
     queued = rt.set_preference(grid[9].r, grid[9].c, wait=False)
+    generation = rt._generation
+    closing = threading.Thread(target=rt.close)  # supersedes, then waits for the running load
+    closing.start()
+    while rt._generation == generation:  # the gate opens only once close() superseded `queued`
+        closing.join(0.001)
     gate.set()
-    rt.close()
+    closing.join(30)
     assert queued.wait(30) is queued.selection and queued.state == "superseded"
 
 

@@ -271,7 +271,7 @@ class LiveSource : public Source {
         if (fps_) std::this_thread::sleep_until(due += std::chrono::duration_cast<std::chrono::steady_clock::duration>(period));
         std::lock_guard<std::mutex> lock(mutex_);
         dropped_ += has_;  // the previous one was never taken
-        frame_ = f.clone();
+        frame_ = std::move(f);  // f is the source's own frame; moved from, the next read allocates afresh
         has_ = true;
         ++produced_;
         cv_.notify_one();
@@ -362,9 +362,9 @@ cv::Mat compose(const cv::Mat& frame, const Runtime& rt, const std::vector<std::
   for (size_t i = 0; i < panels.size(); ++i) {
     cv::putText(panels[i], names[i], {3, 12}, cv::FONT_HERSHEY_SIMPLEX, 0.35, {255, 255, 255}, 1, cv::LINE_AA);
   }
-  cv::Mat top, strip(14 * static_cast<int>(hud.size()) + 6, 0, CV_8UC3), canvas;
+  cv::Mat top, canvas;
   cv::hconcat(panels, top);
-  strip = cv::Mat::zeros(14 * static_cast<int>(hud.size()) + 6, top.cols, CV_8UC3);
+  cv::Mat strip = cv::Mat::zeros(14 * static_cast<int>(hud.size()) + 6, top.cols, CV_8UC3);
   for (size_t i = 0; i < hud.size(); ++i) {
     cv::putText(strip, hud[i], {4, 14 * static_cast<int>(i) + 13}, cv::FONT_HERSHEY_SIMPLEX, 0.38, {255, 255, 255}, 1, cv::LINE_AA);
   }
@@ -543,24 +543,20 @@ class Stream {
 
   Selection infer(int64_t i, const cv::Mat& frame) {
     shapes_ = rt_.output_shapes();
-    outs_.resize(shapes_.size());
-    std::vector<float*> ptrs;
-    for (size_t t = 0; t < shapes_.size(); ++t) {
-      outs_[t].resize(numel(shapes_[t]));
-      ptrs.push_back(outs_[t].data());
-    }
-    const Selection sel = rt_.run_frame(frame.data, frame.rows, frame.cols, "RGB", ptrs);
+    outs_.resize(shapes_);
+    const Selection sel = rt_.run_frame(frame.data, frame.rows, frame.cols, "RGB", outs_.ptrs);
     const auto budget = rt_.budget_ms();
-    recent_.push_back(rt_.last_engine_ms());
+    const double call_ms = rt_.last_call_ms(), engine_ms = rt_.last_engine_ms();
+    recent_.push_back(engine_ms);
     if (recent_.size() > 300) recent_.pop_front();
-    log_.add({{"frame", i}, {"call_ms", rt_.last_call_ms()}, {"engine_ms", rt_.last_engine_ms()}, {"point", sel.entry->name},
-              {"signature", sel.entry->signature}, {"over_budget", budget && rt_.last_call_ms() > *budget}});
+    log_.add({{"frame", i}, {"call_ms", call_ms}, {"engine_ms", engine_ms}, {"point", sel.entry->name},
+              {"signature", sel.entry->signature}, {"over_budget", budget && call_ms > *budget}});
     return sel;
   }
 
   void write_video(const cv::Mat& frame, const Selection& sel, double fps) {
     cv::Mat bgr;
-    cv::cvtColor(compose(frame, rt_, outs_, shapes_, hud(rt_, sel, fps, recent_)), bgr, cv::COLOR_RGB2BGR);
+    cv::cvtColor(compose(frame, rt_, outs_.data, shapes_, hud(rt_, sel, fps, recent_)), bgr, cv::COLOR_RGB2BGR);
     if (!writer_.isOpened() && !writer_.open(a_.out, cv::VideoWriter::fourcc('m', 'p', '4', 'v'), 15, bgr.size())) {
       throw Error("cannot write video " + a_.out);
     }
@@ -577,7 +573,7 @@ class Stream {
   std::vector<Pending> pending_;
   cv::VideoWriter writer_;
   std::vector<Shape> shapes_;
-  std::vector<std::vector<float>> outs_;
+  OutputBuffers outs_;
   std::deque<double> recent_;  // engine ms of the last 300 frames (HUD)
   int64_t calls_before_ = 0, written_ = 0;
   bool interrupted_ = false;

@@ -49,16 +49,13 @@ int bench(int argc, char** argv) {
   edgemtl::Runtime rt(argv[1], opts);
   const auto& entry = point.empty() ? rt.manifest().grid.front() : rt.manifest().entry(point);
   rt.set_preference(entry.r, entry.c);
-  std::string precision;
-  for (const auto& ref : rt.manifest().signatures.at(entry.signature).engines) precision = ref.backend == "openvino" ? ref.precision : precision;
+  const std::string& precision = rt.engine(entry.signature).precision;
   auto request = bare_request(rt, entry, threads, precision);
   const auto& s = rt.manifest().input.shape;
   std::vector<float> x(static_cast<size_t>(s[0] * s[1] * s[2]), 0.5f);
   std::copy(x.begin(), x.end(), request.get_input_tensor().data<float>());
-  std::vector<std::vector<float>> outs;
-  std::vector<float*> ptrs;
-  for (const auto& shape : rt.output_shapes()) outs.emplace_back(edgemtl::numel(shape));
-  for (auto& o : outs) ptrs.push_back(o.data());
+  const edgemtl::OutputBuffers outs(rt.output_shapes());
+  const auto& ptrs = outs.ptrs;
   std::vector<double> bare, native;
   for (int i = 0; i < warmup; ++i) request.infer(), rt.run(x.data(), ptrs);
   for (int block = 0; block < repeats; block += 10) {  // interleaved blocks of 10 calls each

@@ -25,12 +25,6 @@ const std::map<std::string, DType>& dtypes() {
   return table;
 }
 
-std::string shape_repr(const std::vector<int64_t>& shape) {  // Python's tuple repr
-  std::string s = "(";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + (shape.size() == 1 ? ",)" : ")");
-}
-
 Error corrupt(const fs::path& path, const std::string& why) {
   return Error("array file " + path.string() + " is corrupt or not a safetensors file (" + why + ")");
 }
@@ -67,11 +61,7 @@ Array parse_entry(const fs::path& path, const std::string& name, const json& met
 
 }  // namespace
 
-size_t Array::numel() const {
-  size_t n = 1;
-  for (auto d : shape) n *= static_cast<size_t>(d);
-  return n;
-}
+size_t Array::numel() const { return edgemtl::numel(shape); }
 
 const float* Array::f32(const std::string& who) const {
   if (dtype != "F32") throw Error(who + ": expected a float32 array, found " + dtype);

@@ -278,8 +278,6 @@ class SlimAnchor : public Anchor {
   json units_;
 };
 
-json tree_canonical(const json& spec) { return canonical_tree(spec); }
-
 std::unique_ptr<Anchor> tree_anchor(Arrays arrays, const json& plan) { return std::make_unique<TreeAnchor>(std::move(arrays), plan); }
 std::unique_ptr<Anchor> slim_anchor(Arrays arrays, const json& plan) { return std::make_unique<SlimAnchor>(std::move(arrays), plan); }
 
@@ -326,7 +324,7 @@ std::string widths_signature(const json& spec) {
 
 const Family& get_family(const std::string& name) {
   static const std::map<std::string, Family> families = {
-      {"dymu-tree", {"dymu-tree", tree_canonical, tree_signature, tree_anchor}},
+      {"dymu-tree", {"dymu-tree", canonical_tree, tree_signature, tree_anchor}},
       {"slim-width", {"slim-width", canonical_widths, widths_signature, slim_anchor}},
   };
   auto it = families.find(name);

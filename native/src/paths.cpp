@@ -15,6 +15,18 @@ std::string repr(const json& value) {
   return value.dump();
 }
 
+size_t numel(const Shape& shape) {
+  size_t n = 1;
+  for (auto d : shape) n *= static_cast<size_t>(d);
+  return n;
+}
+
+std::string shape_repr(const Shape& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
 namespace {
 
 const std::map<std::string, std::pair<std::regex, std::string>>& patterns() {

@@ -40,13 +40,6 @@ std::string trt_version() {
          std::to_string(getInferLibPatchVersion());
 }
 
-// Python's tuple repr, as tensorrt.py's messages print shapes: (1, 3, 32, 32), (3,).
-std::string shape_repr(const Shape& shape) {
-  std::string out = "(";
-  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
-  return out + (shape.size() == 1 ? ",)" : ")");
-}
-
 std::string dtype_name(DataType type) {
   switch (type) {
     case DataType::kFLOAT: return "float32";

@@ -4,12 +4,6 @@
 
 namespace edgemtl {
 
-size_t numel(const Shape& shape) {
-  size_t n = 1;
-  for (auto d : shape) n *= static_cast<size_t>(d);
-  return n;
-}
-
 const std::vector<Backend>& backends() {
   static const std::vector<Backend> table = [] {
     std::vector<Backend> rows = {openvino_backend()};

@@ -280,17 +280,21 @@ std::string Runtime::device() const {
   throw Error("bundle has no " + backend_ + " engines");
 }
 
-fs::path Runtime::engine_path(const std::string& signature) const {
+const EngineRef& Runtime::engine(const std::string& signature) const {
   for (const auto& ref : manifest_.signatures.at(signature).engines) {
-    if (ref.backend != backend_) continue;
-    const fs::path path = confine(bundle_, ref.path, "engine of signature " + signature);
-    if (!fs::is_regular_file(path)) throw Error("engine " + path.string() + " is missing: the bundle is incomplete, rebuild it");
-    if (file_sha256(path) != ref.sha256) {
-      throw Error("engine " + path.string() + " is corrupt (sha256 differs from the manifest): rebuild the bundle");
-    }
-    return path;
+    if (ref.backend == backend_) return ref;
   }
   throw Error("signature " + signature + " has no " + backend_ + " engine in this bundle");
+}
+
+fs::path Runtime::engine_path(const std::string& signature) const {
+  const EngineRef& ref = engine(signature);
+  const fs::path path = confine(bundle_, ref.path, "engine of signature " + signature);
+  if (!fs::is_regular_file(path)) throw Error("engine " + path.string() + " is missing: the bundle is incomplete, rebuild it");
+  if (file_sha256(path) != ref.sha256) {
+    throw Error("engine " + path.string() + " is corrupt (sha256 differs from the manifest): rebuild the bundle");
+  }
+  return path;
 }
 
 WeightSet Runtime::weights(const GridEntry& entry) {
@@ -317,8 +321,7 @@ WeightSet Runtime::weights(const GridEntry& entry) {
 
 std::shared_ptr<Runtime::Loaded> Runtime::load(const GridEntry& entry) {
   const fs::path path = engine_path(entry.signature);
-  std::string precision;
-  for (const auto& ref : manifest_.signatures.at(entry.signature).engines) precision = ref.backend == backend_ ? ref.precision : precision;
+  const std::string& precision = engine(entry.signature).precision;
   const auto& in = manifest_.input.shape;
   const Shape input = {1, in[0], in[1], in[2]};
   auto item = std::make_shared<Loaded>();
@@ -328,11 +331,8 @@ std::shared_ptr<Runtime::Loaded> Runtime::load(const GridEntry& entry) {
   item->bytes = nbytes(weights);
   // One run on a blank frame: the first real frame on it pays no first-run costs.
   std::vector<float> x(numel(input), 0.0f);
-  std::vector<std::vector<float>> outs;
-  std::vector<float*> ptrs;
-  for (const auto& s : item->runner->output_shapes()) outs.emplace_back(numel(s));
-  for (auto& o : outs) ptrs.push_back(o.data());
-  item->runner->run(x.data(), ptrs);
+  OutputBuffers outs(item->runner->output_shapes());
+  item->runner->run(x.data(), outs.ptrs);
   return item;
 }
 
@@ -410,8 +410,10 @@ Selection Runtime::run(const float* input, const std::vector<float*>& outputs) {
 Selection Runtime::run_frame(const uint8_t* hwc, int height, int width, const std::string& colour_order,
                              const std::vector<float*>& outputs) {
   const auto t0 = std::chrono::steady_clock::now();  // the call includes preprocessing, as in the Python app
+  // One buffer per calling thread, reused: a runner wraps an input buffer once, not per frame.
+  thread_local std::vector<float> x;
   const auto& s = manifest_.input.shape;
-  std::vector<float> x(static_cast<size_t>(s[0]) * static_cast<size_t>(s[1]) * static_cast<size_t>(s[2]));
+  x.resize(static_cast<size_t>(s[0]) * static_cast<size_t>(s[1]) * static_cast<size_t>(s[2]));
   preprocess(hwc, height, width, colour_order, manifest_.input, x.data());
   return run_since(t0, x.data(), outputs);
 }
@@ -478,14 +480,20 @@ json Runtime::swap_records() const {
 }
 
 json Runtime::stats() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  std::vector<double> hot, cold;
-  for (const auto& s : swaps_) {
-    if (s["why"] != "load") (s["warm"].get<bool>() ? hot : cold).push_back(s["ms"].get<double>());
+  std::vector<double> hot, cold, call_ms, engine_ms;
+  int64_t calls = 0;
+  {  // copied under the lock every call takes; sorted for the percentiles after it
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& s : swaps_) {
+      if (s["why"] != "load") (s["warm"].get<bool>() ? hot : cold).push_back(s["ms"].get<double>());
+    }
+    call_ms.assign(call_ms_.begin(), call_ms_.end());
+    engine_ms.assign(engine_ms_.begin(), engine_ms_.end());
+    calls = calls_;
   }
-  return {{"calls", calls_},
-          {"call_ms", percentiles({call_ms_.begin(), call_ms_.end()})},
-          {"engine_ms", percentiles({engine_ms_.begin(), engine_ms_.end()})},
+  return {{"calls", calls},
+          {"call_ms", percentiles(call_ms)},
+          {"engine_ms", percentiles(engine_ms)},
           {"swaps", hot.size() + cold.size()},
           {"hot_swaps", hot.size()},
           {"cold_swaps", cold.size()},

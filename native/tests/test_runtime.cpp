@@ -20,14 +20,7 @@ Options openvino(int threads = 1) {
   return o;
 }
 
-struct Outputs {
-  std::vector<std::vector<float>> data;
-  std::vector<float*> ptrs;
-  explicit Outputs(const std::vector<Shape>& shapes) {
-    for (const auto& s : shapes) data.emplace_back(numel(s));
-    for (auto& d : data) ptrs.push_back(d.data());
-  }
-};
+using Outputs = OutputBuffers;
 
 std::vector<float> input(const Runtime& rt, float seed) {
   const auto& s = rt.manifest().input.shape;

@@ -13,7 +13,7 @@ namespace edgemtl {
 
 struct Array {
   std::string dtype;  // safetensors code: F32, F64, U8, I64, ...
-  std::vector<int64_t> shape;
+  Shape shape;
   std::vector<uint8_t> data;
 
   size_t numel() const;

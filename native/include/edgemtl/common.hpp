@@ -1,9 +1,11 @@
 // Shared by every translation unit of libedgemtl: the error type, JSON and paths.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -21,5 +23,9 @@ class Error : public std::runtime_error {
 
 // Python-style repr of a JSON value inside messages ('abc', 3, [1, 2]).
 std::string repr(const json& value);
+
+using Shape = std::vector<int64_t>;
+size_t numel(const Shape& shape);
+std::string shape_repr(const Shape& shape);  // Python's tuple repr, as messages print shapes: (1, 3, 32, 32), (3,)
 
 }  // namespace edgemtl

@@ -13,8 +13,6 @@
 
 namespace edgemtl {
 
-using Shape = std::vector<int64_t>;
-
 struct RunnerOptions {
   int threads = 0;          // intra-op threads; 0: the backend's default
   std::string precision;    // the engine's precision (manifest), e.g. fp32, bf16, fp16
@@ -39,11 +37,21 @@ struct Backend {
   std::unique_ptr<Runner> (*open)(const fs::path& engine, const Shape& input, const RunnerOptions& options);
 };
 
+// Caller-owned output buffers sized for `shapes`, and the pointers run() writes through.
+struct OutputBuffers {
+  std::vector<std::vector<float>> data;
+  std::vector<float*> ptrs;
+  explicit OutputBuffers(const std::vector<Shape>& shapes = {}) { resize(shapes); }
+  void resize(const std::vector<Shape>& shapes) {  // keeps the storage of buffers that fit
+    data.resize(shapes.size());
+    ptrs.clear();
+    for (size_t i = 0; i < shapes.size(); ++i) ptrs.push_back((data[i].resize(numel(shapes[i])), data[i].data()));
+  }
+};
+
 const std::vector<Backend>& backends();
 const Backend& get_backend(const std::string& name);  // Error naming the compiled-in ones
 std::vector<std::string> unavailable_backends();     // "tensorrt: not found at build time (...)"
-
-size_t numel(const Shape& shape);
 
 // Rows of the table, defined by each backend's source file.
 Backend openvino_backend();

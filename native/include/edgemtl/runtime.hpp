@@ -113,6 +113,7 @@ class Runtime {
   // The folded weight set of a grid point (its adaptation folded into the anchor) and its
   // verified engine file: what a load binds (benchmarks, tools).
   WeightSet weights(const GridEntry& entry);
+  const EngineRef& engine(const std::string& signature) const;  // this backend's engine record
   fs::path engine_path(const std::string& signature) const;
 
  private:

@@ -107,10 +107,9 @@ def main(run: str, grid: str = "scenes3-21", calls: int = 200, out=None) -> dict
     path = grid if Path(grid).is_file() else str(GRID_DIR / f"{grid}.json")
     with tempfile.TemporaryDirectory() as tmp:
         bundles = build_all(f"{run}/model.ckpt", path, Path(tmp))
-        import runtime
+        from runtime.manifest import load_manifest
 
-        with runtime.load(next(iter(bundles.values()))) as rt:
-            shape = list(rt.manifest.input.shape)
+        shape = list(load_manifest(next(iter(bundles.values()))).input.shape)
         rows = measure(bundles, calls)
     res = {"machine": machine(), "run": run, "input": shape, "variants": [list(v) for v in bundles], "rows": rows}
     write("backends", res, markdown(res), out)

@@ -125,6 +125,14 @@ class Plan:
     costs: dict[str, tuple[int, float]]  # signature -> (params, FLOPs)
     full: tuple[int, float]  # the whole anchor net
 
+    def first_points(self) -> dict[str, int]:
+        """Signature -> index of its first grid point, in grid order: the point whose
+        weights stand for the signature's engine (full-size parity, backend timing)."""
+        first: dict[str, int] = {}
+        for i, p in enumerate(self.points):
+            first.setdefault(p.signature, i)
+        return first
+
 
 @dataclass(frozen=True)
 class Graph:
@@ -426,9 +434,7 @@ def parity_checks(
     everything = range(len(plan.points))
     if small is None:
         return [check(i, *full) for i in everything]
-    first: dict[str, int] = {}
-    for i, p in enumerate(plan.points):
-        first.setdefault(p.signature, i)
+    first = plan.first_points()
     return [check(i, *full) for i in sorted(first.values())] + [check(i, *small) for i in everything]
 
 
@@ -815,9 +821,7 @@ def rank(src, plan: Plan, adapted: Adapted, targets: list[Target], built: dict, 
     device kind, each signature's engines timed with its first grid point's weights."""
 
     def measure(names: list[str]) -> dict[str, float]:
-        first: dict[str, int] = {}
-        for i, p in enumerate(plan.points):
-            first.setdefault(p.signature, i)
+        first = plan.first_points()
         bar = progress.add_task("measure", total=len(first))
         store = adapted.store(stage, src.family.name)
         timings = (  # lazily: one signature's weights at a time

@@ -146,10 +146,13 @@ class NativeRuntime:
         return name.value.decode(), sig.value.decode()
 
     def stats(self) -> dict:
-        n = self.lib.edgemtl_stats_json(self.handle, None, 0)
-        buf = ctypes.create_string_buffer(n)
-        self.lib.edgemtl_stats_json(self.handle, buf, n)
-        return json.loads(buf.value.decode())
+        n = 4096  # one call in the usual case; retried when the text (which grows with calls) did not fit
+        while True:
+            buf = ctypes.create_string_buffer(n)
+            need = self.lib.edgemtl_stats_json(self.handle, buf, n)
+            if need <= n:
+                return json.loads(buf.value.decode())
+            n = need
 
     def close(self) -> None:
         if getattr(self, "handle", None):

@@ -20,6 +20,7 @@ OpenVINO's inference precision to f32 (its default on such CPUs is bf16).
 
 from __future__ import annotations
 
+import functools
 import platform
 from pathlib import Path
 
@@ -43,6 +44,7 @@ def available() -> tuple[bool, str]:
     return True, f"openvino {openvino.__version__} (CPU)"
 
 
+@functools.cache  # a property of the CPU: asked once per process, not per build step
 def cpu_has_bf16() -> bool:
     import openvino as ov
 

@@ -72,7 +72,7 @@ register_family(
         SLIM_FAMILY,
         canonical_widths,
         widths_signature,
-        lambda spec: canonical_widths(spec),  # the encoder's and each decoder's width (%)
+        canonical_widths,  # the encoder's and each decoder's width (%)
         "trainer.slim.family",
         SlimAnchor,
     )

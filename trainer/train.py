@@ -302,6 +302,8 @@ def _progress(show: bool = True) -> Progress:
 class Fit:
     """State shared by the stages: config, data, models, run directory."""
 
+    STAGES = ("pretrain", "single", "scaling", "affinity", "edge", "weight", "phn_bn")  # run in this order
+
     def __init__(self, cfg: FitConfig, out: str | Path, d: Dist = SINGLE):
         # Tasks and models first: a config they reject leaves no run directory behind.
         self.cfg, self.tasks, self.dist = cfg, get_tasks(cfg.data.tasks, cfg.data.dataset), d
@@ -412,11 +414,13 @@ class Fit:
 
         self._stage("single", anchor, st, step_fn, save=lambda: {"anchor": anchor.state_dict()})
 
+    def _full_forward(self, x: torch.Tensor):
+        """The full network's task outputs (the scaling stage's single-task val losses)."""
+        return self.models.anchor.forward_tree(x, identity_tree(self.models.anchor.n_layers, self.n))
+
     def stage_scaling(self) -> None:
         def compute():
-            losses = self.val_losses(
-                lambda x: self.models.anchor.forward_tree(x, identity_tree(self.models.anchor.n_layers, self.n))
-            )
+            losses = self.val_losses(self._full_forward)
             w = self.cfg.method.loss_weights or tuple(1.0 / max(v, 1e-8) for v in losses)
             if len(w) != self.n:
                 raise TrainerError(f"method.loss_weights: expected {self.n} values (one per task), found {len(w)}")
@@ -598,6 +602,10 @@ class Fit:
             device=self.device,
         )
 
+    def publish_extra(self) -> dict:
+        """The family's own entries of the checkpoint payload (once every stage is done)."""
+        return {"affinity": self.state("affinity")["affinity"]}
+
     def outputs_at(self, hw):
         """A with-block in which the dense outputs have size hw (validation frames)."""
         return output_size(self.models.anchor, hw)
@@ -620,9 +628,6 @@ class Fit:
         return (sums / count).tolist()
 
 
-STAGES = ("pretrain", "single", "scaling", "affinity", "edge", "weight", "phn_bn")
-
-
 def fit(cfg: FitConfig, out: str | Path) -> Path:
     """Runs (or resumes) every stage and writes OUT/model.ckpt; returns its path.
     Started by torchrun, every rank runs this and rank 0 writes the checkpoint."""
@@ -631,20 +636,20 @@ def fit(cfg: FitConfig, out: str | Path) -> Path:
     d = Dist.from_env(cfg.device)
     try:
         if cfg.model.family == "slim-width":
-            from trainer.slim.train import fit_slim
+            from trainer.slim.train import SlimFit
 
-            return fit_slim(cfg, out, d)
-        return _fit(cfg, out, d)
+            return _fit(SlimFit, cfg, out, d)
+        return _fit(Fit, cfg, out, d)
     finally:
         d.close()
 
 
-def _fit(cfg: FitConfig, out: str | Path, d: Dist) -> Path:
+def _fit(fit_class: type[Fit], cfg: FitConfig, out: str | Path, d: Dist) -> Path:
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    f = Fit(cfg, out, d)
-    for name in STAGES:
+    f = fit_class(cfg, out, d)
+    for name in f.STAGES:
         getattr(f, f"stage_{name}")()
-    return publish(f, STAGES, affinity=f.state("affinity")["affinity"])
+    return publish(f, f.STAGES, **f.publish_extra())
 
 
 def input_spec(cfg: FitConfig) -> dict:

@@ -13,46 +13,36 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from rich.console import Console
 from rich.table import Table
 
 from edgecore.fileio import atomic_write_text
 from trainer.checkpoint import load_checkpoint
 from trainer.config import EvalConfig
-from trainer.data import get_tasks, open_split
-from trainer.evaluate import controllability, hypervolume, simplex_points, uniformity
+from trainer.evaluate import Evaluator, controllability, simplex_points
+from trainer.evaluate import _row as tree_row
 from trainer.slim.family import FAMILY, cost_range, search_config
 
 BUDGETS = (0.0, 0.5, 1.0)
 
 
-class SlimEvaluator:
+class SlimEvaluator(Evaluator):
     """Scores and prices width configurations of a trained SlimNet on one split."""
 
     def __init__(self, run_dir: str | Path, split: str):
-        self.cfg, self.models, self.payload = load_checkpoint(Path(run_dir) / "model.ckpt")
-        self.net, self.tasks = self.models.anchor, get_tasks(self.cfg.data.tasks, self.cfg.data.dataset)
-        self.data = open_split(self.cfg.data, split)
+        cfg, models, self.payload = load_checkpoint(Path(run_dir) / "model.ckpt")
+        super().__init__(cfg, models, self.payload, split)
+        self.net = self.anchor
         self.net.set_output_size(self.data.hw)
-        self.w, self.n = np.array(self.payload["loss_weights"]), len(self.tasks)
         self._scores, self._costs = {}, {}
 
     def config(self, r, c: float) -> tuple[int, ...]:
         return search_config(self.net, np.asarray(r, float), c)
 
-    @torch.no_grad()
     def score(self, spec) -> tuple[np.ndarray, list[float]]:
         """Scaled losses w_i L_i over the split and each task's metric (cached per spec)."""
         if spec not in self._scores:
-            sums, count, metrics = np.zeros(self.n), 0, [t.metric() for t in self.tasks]
-            for x, ys in self.data.batches(128):
-                outs = self.net(x, spec)[0]
-                for i, (t, o, y) in enumerate(zip(self.tasks, outs, ys)):
-                    sums[i] += float(t.loss(o, y)) * len(x)
-                    metrics[i].update(o, y)
-                count += len(x)
-            self._scores[spec] = (self.w * sums / count, [m.value() for m in metrics])
+            self._scores[spec] = super().score(lambda x: self.net(x, spec)[0])
         return self._scores[spec]
 
     def cost(self, spec) -> tuple[int, float]:
@@ -64,20 +54,11 @@ class SlimEvaluator:
 
 def _row(ev: SlimEvaluator, name: str, specs, prefs, ref, cost_specs) -> dict:
     scored = [ev.score(s) for s in specs]
-    losses = np.array([s[0] for s in scored])
     costs = np.array([ev.cost(s) for s in cost_specs])
-    return {
-        "method": name,
-        "hv": hypervolume(losses, ref),
-        "uniformity": float(np.mean([uniformity(l, r) for l, r in zip(losses, prefs)])) if len(prefs) > 1 else None,
-        "params": float(costs[:, 0].mean()),
-        "gflops": float(costs[:, 1].mean()) / 1e9,
-        "param_share": float(costs[:, 0].mean()) / ev.cost(ev.net.largest())[0],
-        "control_params": 0.0,
-        "metrics": np.mean([s[1] for s in scored], axis=0).tolist(),
-        "losses": losses.tolist(),
-        "configs": [list(s) for s in specs],
-    }
+    losses, metrics = [s[0] for s in scored], [s[1] for s in scored]
+    row = tree_row(name, losses, metrics, prefs, ref, costs[:, 0].mean(), costs[:, 1].mean(), 0.0, len(prefs) > 1)
+    share = float(costs[:, 0].mean()) / ev.cost(ev.net.largest())[0]
+    return row | {"param_share": share, "configs": [list(s) for s in specs]}
 
 
 def evaluate_slim(run_dir: str | Path, ecfg: EvalConfig | None = None, console: Console | None = None) -> dict:

@@ -54,9 +54,6 @@ class SlimWidth(ModelFamily):
     def reference(self, models, x, spec, adaptation=None):
         return list(models.anchor(x, spec)[0])
 
-    def set_input_size(self, models, hw) -> None:
-        models.anchor.set_output_size(tuple(hw))
-
 
 def all_units(net) -> list[tuple]:
     units = [("enc", e) for e in net.widths]

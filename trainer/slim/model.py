@@ -69,7 +69,7 @@ class SlimNet(nn.Module):
         self.widths, self.task_names = tuple(widths), [t.name for t in tasks]
         self.kinds, self.n_out = [t.kind for t in tasks], [t.channels for t in tasks]
         self.backbone, self.width, self.head_channels, self.out_size = backbone, width, head_channels, image_size
-        self.n_tasks, self._skeletons = len(tasks), {}
+        self.n_tasks, self._skeletons, self._plans = len(tasks), {}, {}
         self.sync_bn = False  # torchrun (trainer.slim.train): skeletons' BatchNorm statistics over every rank
         self.params, self.bn_weight, self.bn_bias = nn.ParameterDict(), nn.ParameterDict(), nn.ParameterDict()
         full = [("enc", self.make_unit("enc", 100))] + [
@@ -144,21 +144,27 @@ class SlimNet(nn.Module):
                 out[f"{name}.running_var"] = (f"rv__{k}", row, (m.num_features,))
         return out
 
+    def _plan(self, unit: tuple) -> tuple[dict, list[str]]:
+        """`sources(unit)` and the skeleton's BatchNorm names, computed once per unit (the
+        skeleton, which both describe, is cached and never rebuilt)."""
+        if unit not in self._plans:
+            bns = [n for n, m in self.skeleton(unit).named_modules() if isinstance(m, nn.BatchNorm2d)]
+            self._plans[unit] = (self.sources(unit), bns)
+        return self._plans[unit]
+
     def tensors(self, unit: tuple) -> dict[str, torch.Tensor]:
         """Views of the full tensors in the unit's shapes (gradients reach the full weights,
         BatchNorm updates its row of statistics in place)."""
+        # Looked up per call: .to() and friends replace buffer objects.
         state = dict(self.named_parameters()) | dict(self.named_buffers())
-        state |= {f"bn_weight.{k}": v for k, v in self.bn_weight.items()} | {
-            f"bn_bias.{k}": v for k, v in self.bn_bias.items()
-        }
+        sources, bns = self._plan(unit)
         out = {}
-        for name, (source, row, shape) in self.sources(unit).items():
-            t = state[source.replace("bn_weight.", "bn_weight.").replace("bn_bias.", "bn_bias.")]
+        for name, (source, row, shape) in sources.items():
+            t = state[source]
             t = t if row is None else t[row]
             out[name] = t[tuple(slice(0, n) for n in shape)]
-        for name, m in self.skeleton(unit).named_modules():
-            if isinstance(m, nn.BatchNorm2d):
-                out[f"{name}.num_batches_tracked"] = torch.zeros((), dtype=torch.long)
+        for name in bns:
+            out[f"{name}.num_batches_tracked"] = torch.zeros((), dtype=torch.long)
         return out
 
     def run_unit(self, unit: tuple, x: torch.Tensor) -> torch.Tensor:

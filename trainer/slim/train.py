@@ -18,23 +18,21 @@ Stages (resumable like the tree family's; torchrun splits every batch by rank):
 from __future__ import annotations
 
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.config import FitConfig
 from trainer.cost import flops, flops_on
 from trainer.distributed import Dist
 from trainer.slim.family import all_units
-from trainer.train import Fit, LossScale, publish
-
-STAGES = ("slim", "scaling", "search")
+from trainer.train import Fit, LossScale
 
 
 class SlimFit(Fit):
+    STAGES = ("slim", "scaling", "search")  # run in this order by trainer.train.fit
+
     def prepare(self, d: Dist) -> None:
         if d.world > 1:
             d.check_divisible("train.slim.batch_size", self.cfg.train.slim.batch_size)
@@ -79,13 +77,8 @@ class SlimFit(Fit):
         save = lambda: {"anchor": net.state_dict()}  # noqa: E731
         self._stage("slim", nn.ModuleDict({"net": net, "scale": scale}), st, step_fn, save=save)
 
-    def stage_scaling(self) -> None:
-        def compute():
-            losses = self.val_losses(lambda x: self.net(x, self.net.largest())[0])
-            w = self.cfg.method.loss_weights or tuple(1.0 / max(v, 1e-8) for v in losses)
-            return {"single_task_val_losses": losses, "loss_weights": list(w)}
-
-        self._once("scaling", compute)
+    def _full_forward(self, x: torch.Tensor):
+        return self.net(x, self.net.largest())[0]
 
     def stage_search(self) -> None:
         self._once("search", self.search_table)
@@ -117,6 +110,9 @@ class SlimFit(Fit):
                     dec[a, i, widths.index(unit[2])] = flops_on(decoder, feat)
         return {"search_loss": loss, "enc_flops": enc, "dec_flops": dec}
 
+    def publish_extra(self) -> dict:
+        return {}
+
     def outputs_at(self, hw):
         return deployed(self.net, hw)
 
@@ -130,11 +126,3 @@ def deployed(net, hw):
         yield
     finally:
         net.set_output_size(old if isinstance(old, tuple) else (old, old))
-
-
-def fit_slim(cfg: FitConfig, out: str | Path, d: Dist) -> Path:
-    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    f = SlimFit(cfg, out, d)
-    for name in STAGES:
-        getattr(f, f"stage_{name}")()
-    return publish(f, STAGES)

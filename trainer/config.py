@@ -141,6 +141,11 @@ class MethodConfig:
     # temperature, which anneals to ~0.25 and freezes the policy wherever it stands then.
     reinforce_temp: float | None = None
     loss_weights: tuple[float, ...] | None = None  # None: 1 / single-task val loss
+    # After each hypernet stage, `trainer fit` measures how much the hypernet's output
+    # moves over a fixed probe of preferences (relative spread, trainer.models.hypernets.
+    # response) and between c = 0 and 1; below this it stops with an error instead of
+    # publishing a hypernet that ignores its input. 0 switches the check off.
+    min_response: float = 1e-3
     affinity_samples: int = 64
     # Table 6 ablations: switch off parts of the active loss / task split.
     # slim-width: configurations per step besides the largest and the smallest (the
@@ -166,6 +171,8 @@ class MethodConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise TrainerError(f"method.{name}: expected a Dirichlet concentration > 0, found {value}")
+        if not self.min_response >= 0:
+            raise TrainerError(f"method.min_response: expected a relative spread >= 0, found {self.min_response}")
         if self.tau is not None and not 0 < self.tau <= 1:
             raise TrainerError(f"method.tau: expected a threshold in (0, 1], found {self.tau}")
 

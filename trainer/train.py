@@ -38,6 +38,7 @@ from trainer.errors import TrainerError
 from trainer.models import Models, build_models
 from trainer.models.blocks import count_params
 from trainer.models.heads import output_size
+from trainer.models.hypernets import response
 from trainer.paths import check_size, expected_task_loss, path_losses
 from trainer.regularizer import RegularizerConfig, branching_regularizer, rsa_affinity
 
@@ -486,6 +487,7 @@ class Fit:
             return torch.stack(losses).sum(), {"temp": temp, **logs}
 
         self._stage("edge", edge, st, step_fn, save=lambda: {"edge_hypernet": edge.state_dict()})
+        self.check_response("edge", "edge hypernet", edge, uses_cost=True)
 
     def edge_groups(self, st: StageConfig, step: int) -> list:
         """The edge stage's preferences for one step: with the exact estimator no
@@ -519,6 +521,7 @@ class Fit:
 
         save = lambda: {"weight_hypernet": hyper.state_dict()}  # noqa: E731
         self._stage("weight", hyper, st, step_fn, save=save, sparse=True)
+        self.check_response("weight", "weight hypernet", hyper, uses_cost=True)
 
     def stage_phn_bn(self) -> None:
         phn, st, w = self.models.phn_bn, self.cfg.train.phn_bn, self.weights()
@@ -533,6 +536,7 @@ class Fit:
             return torch.stack(losses).sum(), {}
 
         self._stage("phn_bn", phn, st, step_fn, save=lambda: {"phn_bn": phn.state_dict()}, init=self._init_phn_bn)
+        self.check_response("phn_bn", "PHN-BN hypernet", phn.hypernet, uses_cost=False)
 
     def _init_phn_bn(self) -> None:
         """PHN-BN starts from the pretrained shared network, as our anchor does."""
@@ -543,6 +547,25 @@ class Fit:
         self.models.phn_bn.init_from(shared)
 
     # -- helpers ------------------------------------------------------------
+    def check_response(self, stage: str, what: str, hypernet: nn.Module, uses_cost: bool) -> None:
+        """Refuses a hypernet whose output does not depend on its input (issue 23: both BN
+        hypernets once output the same deltas for every preference and passed every test).
+        Runs on a finished stage and on one loaded from the run folder alike."""
+        if getattr(self.cfg.train, stage).steps == 0:  # a stage switched off trains nothing to check
+            return
+        res = response(hypernet, self.n, uses_cost)
+        self.run.log({"stage": stage, "response": res})
+        floor = self.cfg.method.min_response
+        low = [f"{k} {res[k]:.1e}" for k in ("spread_r", "spread_c") if res[k] is not None and res[k] < floor]
+        if floor > 0 and low:
+            raise TrainerError(
+                f"stage {stage}: the {what}'s output barely depends on the preference ({', '.join(low)} over "
+                f"{self.n + 64} probe preferences; method.min_response = {floor:g}). Check what that stage "
+                f"trains on (method.dirichlet, train.{stage}.steps and lr) and the hypernet's conditioning "
+                f"(method.embed_dim); delete {self.run.stages / (stage + '.pt')} and rerun, or set "
+                f"method.min_response=0 in a new run to accept a constant hypernet"
+            )
+
     def _stage(self, name, module, st, step_fn, save, init=None, sparse=False) -> None:
         if (path := self.run.done(name)) is None:
             if init is not None:

@@ -71,12 +71,59 @@ def test_evaluate_tiny_run_writes_complete_table(tiny_run):
     assert rows["Ours, c=0.0"]["params"] == rows["Ours w/o adaptation, c=0.0"]["params"]
     assert rows["Ours, c=0.0"]["control_params"] > rows["Ours w/o adaptation, c=0.0"]["control_params"]
     assert len(saved["one_hot"]) == 6
-    assert [g["met"] in (True, False) for g in saved["goals"]] == [True] * 5
+    assert [g["met"] in (True, False) for g in saved["goals"]] == [True] * 9
     for o in saved["one_hot"]:
         assert o["streams_per_layer"][-1] == 3 and len(o["tree"]) == 4
         k = ["semseg", "depth", "normals"].index(o["task"])
-        assert o["own_trunk"] == (o["streams_per_layer"][:-1] == [1] * 4 and path(o["tree"], k) == [k] * 5)
+        assert o["own_stream"] == (path(o["tree"], k) == [k] * 5)
+        assert o["minimal"] == (o["streams_per_layer"][:-1] == [1] * 4)
+        assert o["own_trunk"] == (o["own_stream"] and o["minimal"])
     # Sharing cost: task x donor x depth, 1 on the diagonal, positive elsewhere.
     cost = np.array(saved["sharing_cost"])
     assert cost.shape == (3, 3, 4) and np.all(cost[np.arange(3), np.arange(3)] == 1) and np.all(cost > 0)
     assert "Sharing cost" in (tiny_run / "eval.md").read_text()
+    recal = np.array(saved["sharing_cost_recalibrated"])
+    assert recal.shape == cost.shape and np.all(recal[np.arange(3), np.arange(3)] == 1)
+    # Every method that takes r reports its task control; Single-Task takes none.
+    assert rows["Single-Task"]["task_control"] is None
+    assert all(-1 <= r["task_control"] <= 1 for n, r in rows.items() if n != "Single-Task")
+    assert set(saved["response"]) == {"edge hypernet", "weight hypernet", "PHN-BN hypernet"}
+    for f in saved["fixed_tree"]:  # each adapted loss vector was scored on the one fixed tree
+        assert len(f["adapted_losses"]) == len(f["preferences"]) >= 1 and f["weighted_loss_ratio"] > 0
+
+
+def test_task_control_is_one_when_losses_fall_with_importance_and_zero_when_constant():
+    from trainer.evaluate import task_control
+
+    prefs = simplex_points(3, 30, seed=2)
+    assert task_control(prefs, 1 - prefs) == pytest.approx(1.0)
+    assert task_control(prefs, np.ones_like(prefs)) == 0.0  # a baseline that ignores r
+
+
+def test_tree_statistics_deltas_normalise_each_bn_by_the_trees_own_statistics(randomise_bn):
+    """After recalibration on x, the first BatchNorm of a node fed by another stream
+    outputs, over x, per-channel mean beta and std |gamma| (what batch statistics
+    give), although the anchor's running statistics are random."""
+    import torch
+
+    from trainer.config import load_config
+    from trainer.models import build_models
+    from trainer.recalibrate import tree_statistics_deltas
+
+    anchor = build_models(load_config("tiny")).anchor.eval()
+    randomise_bn(anchor)
+    tree = donor_tree(anchor.n_layers, 3, task=1, donor=0, depth=2)
+    x = torch.randn(64, 3, 16, 16)
+    deltas = tree_statistics_deltas(anchor, tree, x, batch=64)
+    node = anchor.node(2, 1)  # reads stream 0's node (1, 0): a cross-stream edge
+    name, bn = next((n, m) for n, m in node.named_modules() if isinstance(m, torch.nn.BatchNorm2d))
+    seen = []
+    handle = bn.register_forward_hook(lambda m, i, o: seen.append(o.clone()))  # before the in-place ReLU
+    with torch.no_grad():
+        anchor.forward_tree(x, tree, deltas)
+    handle.remove()
+    out = seen[0]
+    torch.testing.assert_close(out.mean((0, 2, 3)), bn.bias.detach(), atol=1e-3, rtol=0)
+    std = out.transpose(0, 1).flatten(1).std(1)
+    torch.testing.assert_close(std, bn.weight.detach().abs(), rtol=5e-3, atol=1e-3)
+    assert set(deltas[(2, 1)]) >= {f"{name}.weight", f"{name}.bias"}

@@ -3,9 +3,18 @@
 Both read the embedding p = sum_i r_i e_i + c e_c of a preference (r, c):
 - EdgeHypernet: MLP (2 x 100) -> L heads of N x N branching logits;
 - WeightHypernet: MLP (3 x 100) -> one linear head per node predicting the
-  (delta gamma, delta beta) of every BatchNorm in that node. Heads start at
-  zero, so training starts from the unadapted anchor net.
+  (delta gamma, delta beta) of every BatchNorm in that node.
 PHN-BN uses the weight hypernet with the cost term switched off.
+
+Conditioning of the BN hypernets (measured, issue 23): with embeddings of norm ~1,
+torch's default Linear init, ReLU and zero-initialised heads, the first layer's
+output was dominated by its bias, a third to a half of the last layer's units were
+dead for every preference, and training settled on one output for all (r, c)
+(relative spread 1e-6). They now read embeddings with unit-variance entries (the
+preference, not the bias, drives the first layer), use GELU (no unit is dead for
+every input) and start their heads at small random weights, so the body gets a
+gradient from the first step while the deltas start ~1e-3, near the unadapted
+anchor. `response` measures whether a hypernet's output depends on its input.
 """
 
 from __future__ import annotations
@@ -13,25 +22,29 @@ from __future__ import annotations
 import warnings
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 
 class PreferenceEmbedding(nn.Module):
-    def __init__(self, n_tasks: int, dim: int, use_cost: bool = True):
+    """p = sum_i r_i e_i + c e_c with learnable e (entries ~ N(0, std^2))."""
+
+    def __init__(self, n_tasks: int, dim: int, use_cost: bool = True, std: float | None = None):
         super().__init__()
-        self.tasks = nn.Parameter(torch.randn(n_tasks, dim) / dim**0.5)
-        self.cost = nn.Parameter(torch.randn(dim) / dim**0.5) if use_cost else None
+        std = dim**-0.5 if std is None else std
+        self.tasks = nn.Parameter(torch.randn(n_tasks, dim) * std)
+        self.cost = nn.Parameter(torch.randn(dim) * std) if use_cost else None
 
     def forward(self, r: torch.Tensor, c: torch.Tensor | float = 0.0) -> torch.Tensor:
         p = r @ self.tasks
         return p if self.cost is None else p + c * self.cost
 
 
-def mlp(dim_in: int, hidden: Sequence[int]) -> nn.Sequential:
+def mlp(dim_in: int, hidden: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
     layers, d = [], dim_in
     for h in hidden:
-        layers += [nn.Linear(d, h), nn.ReLU(inplace=True)]
+        layers += [nn.Linear(d, h), activation()]
         d = h
     return nn.Sequential(*layers)
 
@@ -69,13 +82,18 @@ class EdgeHypernet(nn.Module):
         return tuple(tuple(int(p) for p in row) for row in self(r, c).argmax(-1))
 
 
-def _zero_linear(cin: int, cout: int) -> nn.Module:
-    """A linear head that starts at 0 (no adaptation); a node without BatchNorm (a
-    classification head) gets an empty one, without torch's warning about it."""
+HEAD_INIT_STD = 1e-3  # BN deltas at init: ~1e-3 of the anchor's gammas (~1), not exactly 0
+
+
+def _delta_head(cin: int, cout: int) -> nn.Module:
+    """A linear head whose deltas start near 0 (close to no adaptation) but not at 0:
+    zero weights give the body no gradient, and a body that learns nothing outputs the
+    same deltas for every preference. A node without BatchNorm (a classification head)
+    gets an empty head, without torch's warning about it."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Initializing zero-element tensors", UserWarning)
         head = nn.Linear(cin, cout)
-    nn.init.zeros_(head.weight)
+    nn.init.normal_(head.weight, std=HEAD_INIT_STD)
     nn.init.zeros_(head.bias)
     return head
 
@@ -88,9 +106,9 @@ class WeightHypernet(nn.Module):
     ):
         super().__init__()
         self.layout = [(tuple(node), list(bns)) for node, bns in layout]
-        self.embed = PreferenceEmbedding(n_tasks, embed_dim, use_cost)
-        self.body = mlp(embed_dim, hidden)
-        self.heads = nn.ModuleList(_zero_linear(hidden[-1], 2 * sum(c for _, c in bns)) for _, bns in self.layout)
+        self.embed = PreferenceEmbedding(n_tasks, embed_dim, use_cost, std=1.0)
+        self.body = mlp(embed_dim, hidden, nn.GELU)
+        self.heads = nn.ModuleList(_delta_head(hidden[-1], 2 * sum(c for _, c in bns)) for _, bns in self.layout)
 
     def forward(self, r: torch.Tensor, c: torch.Tensor | float = 0.0) -> dict:
         h = self.body(self.embed(r, c))
@@ -102,3 +120,45 @@ class WeightHypernet(nn.Module):
                 i += 2 * ch
             deltas[node] = out
         return deltas
+
+
+def probe_preferences(n_tasks: int, count: int = 64, seed: int = 0) -> torch.Tensor:
+    """A fixed probe set: `count` preferences uniform on the simplex (Dirichlet(1), what
+    evaluation draws) plus the one-hot corners."""
+    r = np.random.default_rng(seed).dirichlet(np.ones(n_tasks), size=count)
+    return torch.cat([torch.tensor(r, dtype=torch.float32), torch.eye(n_tasks)])
+
+
+def _flat(out) -> torch.Tensor:
+    """A hypernet's output (a tensor, or nested dicts of tensors) as one flat vector."""
+    if isinstance(out, dict):
+        return torch.cat([_flat(v) for v in out.values()]) if out else torch.zeros(0)
+    return out.reshape(-1)
+
+
+@torch.no_grad()
+def response(hypernet: nn.Module, n_tasks: int, uses_cost: bool) -> dict:
+    """How much a hypernet's output depends on its input, over `probe_preferences`:
+    - spread_r: per-entry standard deviation across preferences (at each c, then
+      averaged), over the mean |output|; 0 for a hypernet that ignores r;
+    - spread_c: mean |output(r, c=1) - output(r, c=0)| over the mean |output|
+      (None where c is no input);
+    - varying: share of entries whose range over the probe exceeds 1e-3 of the mean |output|.
+    Why: a constant hypernet passes every other check (issue 23 found both BN
+    hypernets constant to 1e-6 after training)."""
+    was_training = hypernet.training
+    hypernet.eval()
+    try:
+        prefs = probe_preferences(n_tasks).to(next(hypernet.parameters()).device)
+        cs = (0.0, 0.5, 1.0) if uses_cost else (0.0,)
+        outs = torch.stack([torch.stack([_flat(hypernet(r, c)) for r in prefs]) for c in cs]).double().cpu()
+    finally:
+        hypernet.train(was_training)
+    scale = float(outs.abs().mean())
+    if outs.numel() == 0 or scale == 0:
+        return {"spread_r": 0.0, "spread_c": 0.0 if uses_cost else None, "varying": 0.0, "mean_abs": scale}
+    spread_r = float(outs.std(dim=1).mean()) / scale
+    spread_c = float((outs[-1] - outs[0]).abs().mean()) / scale if uses_cost else None
+    flat = outs.reshape(-1, outs.shape[-1])
+    varying = float(((flat.max(0).values - flat.min(0).values) > 1e-3 * scale).double().mean())
+    return {"spread_r": spread_r, "spread_c": spread_c, "varying": varying, "mean_abs": scale}

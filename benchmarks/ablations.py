@@ -83,7 +83,7 @@ def score_over_c(run: Path, c_grid=C_GRID) -> dict:
         losses = []
         for r in prefs:
             rt = torch.tensor(r, dtype=torch.float32)
-            tree, deltas = models.edge.tree(rt, c), models.weight(rt, c)
+            tree, deltas = models.edge.tree(rt, c), models.adaptation(rt, c)
             losses.append(ev.score(lambda x: ev.anchor.forward_tree(x, tree, deltas))[0])
         shares = [
             ev.tree_cost(models.edge.tree(torch.tensor(r, dtype=torch.float32), c))[0] / ev.full_params

@@ -111,6 +111,9 @@ class MethodConfig:
     edge_hidden: tuple[int, ...] = (100, 100)
     edge_init_identity: float = 0.0  # logit bias towards parent j for child j at init
     weight_hidden: tuple[int, ...] = (100, 100, 100)
+    # Our extension: the weight hypernet also reads which tasks run through each node of
+    # the tree the edge hypernet picks (trainer.models.hypernets.tree_features).
+    weight_tree_input: bool = True
     tau: float | None = None  # None: 0.6 / N (appendix H)
     lambda_active: float = 1.0
     lambda_inactive: float = 0.1

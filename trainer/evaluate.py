@@ -35,7 +35,7 @@ from trainer.models import Models
 from trainer.models.blocks import count_params
 from trainer.models.heads import set_output_size
 from trainer.models.hypernets import response
-from trainer.recalibrate import tree_statistics_deltas
+from trainer.recalibrate import tree_statistics_deltas, with_own_statistics
 
 _QUIET = not sys.stderr.isatty()  # transient bars print blank lines into logs
 
@@ -156,7 +156,7 @@ def _ours_rows(ev: Evaluator, prefs: np.ndarray, ref, ecfg: EvalConfig) -> list[
                 rt = torch.tensor(r, dtype=torch.float32)
                 tree = m.edge.tree(rt, c)
                 if adapt:
-                    deltas = m.weight(rt, c)
+                    deltas = m.weight(rt, c, tree)
                     lo, me = ev.score(lambda x: ev.anchor.forward_tree(x, tree, deltas))
                 else:  # the unadapted score depends on the tree only
                     key = canonical_tree(tree)
@@ -182,16 +182,17 @@ def _ours_rows(ev: Evaluator, prefs: np.ndarray, ref, ecfg: EvalConfig) -> list[
     return rows
 
 
-def _baseline_rows(ev: Evaluator, prefs: np.ndarray, ref) -> list[dict]:
+def _baseline_rows(ev: Evaluator, prefs: np.ndarray, ref, calib: torch.Tensor) -> list[dict]:
     ident = identity_tree(ev.anchor.n_layers, ev.n)
     lo, me = ev.score(lambda x: ev.anchor.forward_tree(x, ident))
     params, flops = ev.tree_cost(ident)
     single = _row("Single-Task", [lo], [me], prefs[:1], ref, params, flops, None, with_unif=False)
-    phn = ev.models.phn_bn
-    scored = [
-        ev.score(lambda x, r=r: phn(x, torch.tensor(r, dtype=torch.float32)))
-        for r in track(prefs, description=f"{'PHN-BN':>14}", transient=True, disable=_QUIET)
-    ]
+    phn, scored = ev.models.phn_bn, []
+    for r in track(prefs, description=f"{'PHN-BN':>14}", transient=True, disable=_QUIET):
+        rt = torch.tensor(r, dtype=torch.float32)
+        # each preference's network with its own BatchNorm statistics (trainer.recalibrate)
+        net = with_own_statistics(phn, lambda m, x, rt=rt: m(x, rt), calib)
+        scored.append(ev.score(lambda x, net=net, rt=rt: net(x, rt)))
     net = torch.nn.Sequential(*phn.network_modules())
     p_params = count_params(net)
     p_flops = count_flops(lambda x: _phn_static(phn, x), ev.data.hw)
@@ -236,7 +237,7 @@ def fixed_tree_adaptation(ev: Evaluator, ecfg: EvalConfig) -> list[dict]:
         plain = ev.score(lambda x: ev.anchor.forward_tree(x, tree))[0]
         adapted = []
         for r in track(prefs, description=f"{'fixed tree':>14}", transient=True, disable=_QUIET):
-            deltas = m.weight(torch.tensor(r, dtype=torch.float32), c)
+            deltas = m.adaptation(torch.tensor(r, dtype=torch.float32), c)
             adapted.append(ev.score(lambda x, d=deltas: ev.anchor.forward_tree(x, tree, d))[0])
         weighted = np.array([(r * a).sum() / (r * plain).sum() for r, a in zip(prefs, adapted)])
         out.append(
@@ -269,7 +270,7 @@ def responses(models: Models) -> dict:
     n = models.anchor.n_tasks
     return {
         "edge hypernet": response(models.edge, n, uses_cost=True),
-        "weight hypernet": response(models.weight, n, uses_cost=True),
+        "weight hypernet": response(models.adaptation, n, uses_cost=True),
         "PHN-BN hypernet": response(models.phn_bn.hypernet, n, uses_cost=False),
     }
 
@@ -337,7 +338,8 @@ def evaluate(run_dir: str | Path, ecfg: EvalConfig | None = None, console: Conso
     ev = Evaluator(cfg, models, payload, ecfg.split)
     ref = np.full(ev.n, ecfg.hv_ref)
     prefs = simplex_points(ev.n, ecfg.n_prefs, ecfg.seed)
-    rows = _baseline_rows(ev, prefs, ref) + _ours_rows(ev, prefs, ref, ecfg)
+    calib = recalibration_images(cfg)
+    rows = _baseline_rows(ev, prefs, ref, calib) + _ours_rows(ev, prefs, ref, ecfg)
     one_hot = one_hot_trees(ev)
     fixed = fixed_tree_adaptation(ev, ecfg)
     resp = responses(models)
@@ -351,7 +353,7 @@ def evaluate(run_dir: str | Path, ecfg: EvalConfig | None = None, console: Conso
         "rows": rows,
         "one_hot": one_hot,
         "sharing_cost": sharing_costs(ev),
-        "sharing_cost_recalibrated": sharing_costs(ev, recalibration_images(cfg)),
+        "sharing_cost_recalibrated": sharing_costs(ev, calib),
         "fixed_tree": fixed,
         "response": resp,
         "goals": goals(rows, one_hot, fixed, resp),

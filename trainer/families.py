@@ -74,7 +74,7 @@ class DymuTree(ModelFamily):
     @torch.no_grad()
     def derive(self, models, r, c):
         tree = canonical_tree(models.edge.tree(r, c))
-        deltas = {node: {k: v.detach().clone() for k, v in d.items()} for node, d in models.weight(r, c).items()}
+        deltas = {node: {k: v.detach().clone() for k, v in d.items()} for node, d in models.adaptation(r, c).items()}
         return tree, deltas
 
     def full_spec(self, models):

@@ -53,3 +53,20 @@ def tree_statistics_deltas(anchor, tree, x: torch.Tensor, batch: int = 64) -> di
             deltas.setdefault((l, i), {})[f"{name}.weight"] = gamma * (s / s2 - 1)
             deltas[(l, i)][f"{name}.bias"] = gamma * (o.running_mean - m.running_mean) / s2
     return deltas
+
+
+@torch.no_grad()
+def with_own_statistics(module: nn.Module, forward, x: torch.Tensor, batch: int = 64) -> nn.Module:
+    """A copy of `module` (eval mode) whose BatchNorm running statistics are re-measured
+    by `forward(copy, images)` over `x`. What PHN-BN needs at evaluation: it trains with
+    batch statistics while its hypernet shifts the BN parameters per preference, so one
+    set of running statistics (averaged over every preference) serves none of them; with
+    its own statistics each preference's network normalises as it did in training."""
+    probe = copy.deepcopy(module).train()
+    for m in probe.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    for chunk in x.split(batch):
+        forward(probe, chunk)
+    return probe.eval()

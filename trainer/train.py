@@ -513,7 +513,8 @@ class Fit:
         self.freeze(edge)
 
         def loss(r, c, x, ys):
-            return weighted_task_loss(self.tasks, anchor.forward_tree(x, edge.tree(r, c), hyper(r, c)), ys, w, r)[0]
+            tree = edge.tree(r, c)
+            return weighted_task_loss(self.tasks, anchor.forward_tree(x, tree, hyper(r, c, tree)), ys, w, r)[0]
 
         def step_fn(step):
             losses = [weight * loss(r, c, x, ys) for r, c, x, ys, weight in self.groups(st, step, "weight")]
@@ -521,11 +522,11 @@ class Fit:
 
         save = lambda: {"weight_hypernet": hyper.state_dict()}  # noqa: E731
         self._stage("weight", hyper, st, step_fn, save=save, sparse=True)
-        self.check_response("weight", "weight hypernet", hyper, uses_cost=True)
+        self.check_response("weight", "weight hypernet", self.models.adaptation, uses_cost=True)
 
     def stage_phn_bn(self) -> None:
         phn, st, w = self.models.phn_bn, self.cfg.train.phn_bn, self.weights()
-        phn.train()
+        phn.train()  # batch statistics, as any network trains (trainer eval gives each r its own)
 
         def step_fn(step):
             # by image, not by preference: each group's BatchNorm statistics span all ranks
@@ -547,13 +548,13 @@ class Fit:
         self.models.phn_bn.init_from(shared)
 
     # -- helpers ------------------------------------------------------------
-    def check_response(self, stage: str, what: str, hypernet: nn.Module, uses_cost: bool) -> None:
+    def check_response(self, stage: str, what: str, hypernet: Callable, uses_cost: bool) -> None:
         """Refuses a hypernet whose output does not depend on its input (issue 23: both BN
         hypernets once output the same deltas for every preference and passed every test).
         Runs on a finished stage and on one loaded from the run folder alike."""
         if getattr(self.cfg.train, stage).steps == 0:  # a stage switched off trains nothing to check
             return
-        res = response(hypernet, self.n, uses_cost)
+        res = response(hypernet, self.n, uses_cost, self.device)
         self.run.log({"stage": stage, "response": res})
         floor = self.cfg.method.min_response
         low = [f"{k} {res[k]:.1e}" for k in ("spread_r", "spread_c") if res[k] is not None and res[k] < floor]

@@ -150,7 +150,7 @@ def test_exact_mode_matches_pytorch_off_the_grid(bundle, tiny_run):
             x = _x(1)
             outs = rt.run(x)
             with torch.no_grad():
-                ref = models.anchor.forward_tree(torch.from_numpy(x), tree, models.weight(rt_r, c))
+                ref = models.anchor.forward_tree(torch.from_numpy(x), tree, models.adaptation(rt_r, c))
             for name, want in zip(rt.task_names, ref):
                 np.testing.assert_allclose(outs[name], want[0].numpy(), atol=1e-4 * float(want.abs().max()))
         assert hits > 0

@@ -127,3 +127,20 @@ def test_tree_statistics_deltas_normalise_each_bn_by_the_trees_own_statistics(ra
     std = out.transpose(0, 1).flatten(1).std(1)
     torch.testing.assert_close(std, bn.weight.detach().abs(), rtol=5e-3, atol=1e-3)
     assert set(deltas[(2, 1)]) >= {f"{name}.weight", f"{name}.bias"}
+
+
+def test_with_own_statistics_re_measures_every_batchnorm_and_leaves_the_original(randomise_bn):
+    import torch
+
+    from trainer.recalibrate import with_own_statistics
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).eval()
+    randomise_bn(net)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x = torch.randn(32, 3, 8, 8) * 2 + 1
+    own = with_own_statistics(net, lambda m, xb: m(xb), x, batch=32)
+    with torch.no_grad():
+        out = own(x)
+    assert not own.training
+    torch.testing.assert_close(out.mean((0, 2, 3)), net[1].bias.detach(), atol=1e-4, rtol=0)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())

@@ -21,6 +21,11 @@ class Models:
     weight: WeightHypernet
     phn_bn: PHNBN
 
+    def adaptation(self, r, c, tree=None) -> dict:
+        """The weight hypernet's BN deltas for (r, c) on `tree` (default: the edge
+        hypernet's tree for (r, c), the one those deltas are trained for)."""
+        return self.weight(r, c, self.edge.tree(r, c) if tree is None else tree)
+
     def modules(self) -> dict[str, nn.Module]:
         return {
             "anchor": self.anchor,
@@ -52,6 +57,8 @@ def build_models(cfg: FitConfig) -> Models | SlimModels:
     m = cfg.method
     anchor = AnchorNet(tasks, backbone, cfg.model.head_channels, cfg.data.size, cfg.model.shared_init)
     edge = EdgeHypernet(len(tasks), anchor.n_layers, m.embed_dim, m.edge_hidden, m.edge_init_identity)
-    weight = WeightHypernet(anchor.node_bn_layout(), len(tasks), m.embed_dim, m.weight_hidden)
+    weight = WeightHypernet(
+        anchor.node_bn_layout(), len(tasks), m.embed_dim, m.weight_hidden, tree_input=m.weight_tree_input
+    )
     phn = PHNBN(tasks, backbone, cfg.model.head_channels, cfg.data.size, m.embed_dim, m.weight_hidden)
     return Models(anchor, edge, weight, phn)

@@ -20,7 +20,7 @@ anchor. `response` measures whether a hypernet's output depends on its input.
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -98,20 +98,69 @@ def _delta_head(cin: int, cout: int) -> nn.Module:
     return head
 
 
+def parents_onehot(tree, n_tasks: int) -> torch.Tensor:
+    """(L, N, N) float tensor, [l, j, p] = 1 where child (l + 1, j) reads parent (l, p)."""
+    return nn.functional.one_hot(torch.as_tensor(tree, dtype=torch.long), n_tasks).float()
+
+
+def tree_features(onehot: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """What each node of a tree serves, for the weight hypernet: for node layers 0..L, the
+    r-weighted number of tasks whose path runs through each node, and whether any does
+    ((L + 1) * N each). From the one-hot parents by matrix products only, so the same
+    function runs in training and inside hypernets.onnx (after an argmax of the logits)."""
+    n = onehot.shape[-1]
+    member = torch.eye(n, dtype=onehot.dtype, device=onehot.device)  # task j sits at node (L, j)
+    layers = [member]
+    for a in reversed(list(onehot)):
+        member = member @ a  # [task, node]: task j passes node (l, p)
+        layers.insert(0, member)
+    paths = torch.stack(layers)  # (L + 1, N tasks, N nodes)
+    usage = torch.einsum("t,ltn->ln", r, paths)
+    used = paths.sum(1).clamp(max=1)
+    return torch.cat([usage.flatten(), used.flatten()])
+
+
 class WeightHypernet(nn.Module):
-    """(r, c) -> {node: {bn_name.weight|bias: delta}} for every BN of every node."""
+    """(r, c) -> {node: {bn_name.weight|bias: delta}} for every BN of every node.
+
+    With `tree_input` (our extension) the body also reads `tree_features` of the tree
+    the edge hypernet picks for (r, c), which the caller passes as `tree` (the output
+    is still a function of (r, c): the edge hypernet is frozen when this one trains).
+    Why: a node's best delta depends on which tasks run through it, and that changes in
+    steps with (r, c); a smooth MLP of (r, c) alone blends the deltas of neighbouring
+    trees. Measured on scenes3 without it: inside one tree, a task's loss rose with its
+    own weight (task control -0.8 on training images; README, "Adaptation")."""
 
     def __init__(
-        self, layout, n_tasks: int, embed_dim: int = 32, hidden: Sequence[int] = (100, 100, 100), use_cost: bool = True
+        self,
+        layout,
+        n_tasks: int,
+        embed_dim: int = 32,
+        hidden: Sequence[int] = (100, 100, 100),
+        use_cost: bool = True,
+        tree_input: bool = False,
     ):
         super().__init__()
         self.layout = [(tuple(node), list(bns)) for node, bns in layout]
+        self.n_tasks, self.tree_input = n_tasks, tree_input
+        node_layers = 1 + max(l for (l, _), _ in self.layout)
+        extra = 2 * node_layers * n_tasks if tree_input else 0
         self.embed = PreferenceEmbedding(n_tasks, embed_dim, use_cost, std=1.0)
-        self.body = mlp(embed_dim, hidden, nn.GELU)
+        self.body = mlp(embed_dim + extra, hidden, nn.GELU)
         self.heads = nn.ModuleList(_delta_head(hidden[-1], 2 * sum(c for _, c in bns)) for _, bns in self.layout)
 
-    def forward(self, r: torch.Tensor, c: torch.Tensor | float = 0.0) -> dict:
-        h = self.body(self.embed(r, c))
+    def features(self, r: torch.Tensor, c, onehot: torch.Tensor | None = None) -> torch.Tensor:
+        """The body's output; `onehot` = parents_onehot(tree) when tree_input."""
+        p = self.embed(r, c)
+        if self.tree_input:
+            if onehot is None:
+                raise ValueError("this weight hypernet reads the tree: pass tree=the edge hypernet's tree for (r, c)")
+            p = torch.cat([p, tree_features(onehot.to(p), r)])
+        return self.body(p)
+
+    def forward(self, r: torch.Tensor, c: torch.Tensor | float = 0.0, tree=None) -> dict:
+        onehot = None if tree is None else parents_onehot(tree, self.n_tasks).to(r.device)
+        h = self.features(r, c, onehot)
         deltas = {}
         for (node, bns), head in zip(self.layout, self.heads):
             flat, out, i = head(h), {}, 0
@@ -137,23 +186,20 @@ def _flat(out) -> torch.Tensor:
 
 
 @torch.no_grad()
-def response(hypernet: nn.Module, n_tasks: int, uses_cost: bool) -> dict:
-    """How much a hypernet's output depends on its input, over `probe_preferences`:
+def response(hypernet: Callable, n_tasks: int, uses_cost: bool, device: str | torch.device = "cpu") -> dict:
+    """How much a hypernet's output (`hypernet(r, c)`: a module, or e.g. Models.adaptation)
+    depends on its input, over `probe_preferences`:
     - spread_r: per-entry standard deviation across preferences (at each c, then
       averaged), over the mean |output|; 0 for a hypernet that ignores r;
     - spread_c: mean |output(r, c=1) - output(r, c=0)| over the mean |output|
       (None where c is no input);
     - varying: share of entries whose range over the probe exceeds 1e-3 of the mean |output|.
     Why: a constant hypernet passes every other check (issue 23 found both BN
-    hypernets constant to 1e-6 after training)."""
-    was_training = hypernet.training
-    hypernet.eval()
-    try:
-        prefs = probe_preferences(n_tasks).to(next(hypernet.parameters()).device)
-        cs = (0.0, 0.5, 1.0) if uses_cost else (0.0,)
-        outs = torch.stack([torch.stack([_flat(hypernet(r, c)) for r in prefs]) for c in cs]).double().cpu()
-    finally:
-        hypernet.train(was_training)
+    hypernets constant to 1e-6 after training). The hypernets hold no BatchNorm or
+    dropout, so train and eval mode give the same output."""
+    prefs = probe_preferences(n_tasks).to(device)
+    cs = (0.0, 0.5, 1.0) if uses_cost else (0.0,)
+    outs = torch.stack([torch.stack([_flat(hypernet(r, c)) for r in prefs]) for c in cs]).double().cpu()
     scale = float(outs.abs().mean())
     if outs.numel() == 0 or scale == 0:
         return {"spread_r": 0.0, "spread_c": 0.0 if uses_cost else None, "varying": 0.0, "mean_abs": scale}

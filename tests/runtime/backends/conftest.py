@@ -40,6 +40,6 @@ def tree_graph(tmp_path_factory) -> TreeGraph:
     d = tmp_path_factory.mktemp("tree-graph")
     info = export_graph(m.anchor.subnet(TREE), SHAPE[1:], m.anchor.task_names, d / "graph.onnx")
     r = torch.tensor([0.2, 0.3, 0.5])
-    deltas = {k: {n: torch.randn_like(v) * 0.2 for n, v in dd.items()} for k, dd in m.weight(r, 0.5).items()}
+    deltas = {k: {n: torch.randn_like(v) * 0.2 for n, v in dd.items()} for k, dd in m.adaptation(r, 0.5).items()}
     folder = TreeFolder(m.anchor)
     return TreeGraph(d, info.weight_names, m.anchor, deltas, folder.weights(TREE), folder.weights(TREE, deltas))

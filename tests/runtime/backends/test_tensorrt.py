@@ -56,7 +56,7 @@ def test_tensorrt_engine_refits_to_each_weight_set(tmp_path, precision):
             get_runner("tensorrt")(tmp_path / "e.plan").activate()
     deltas = {
         k: {n: torch.randn_like(v) * 0.2 for n, v in dd.items()}
-        for k, dd in m.weight(torch.tensor([0.2, 0.3, 0.5]), 0.5).items()
+        for k, dd in m.adaptation(torch.tensor([0.2, 0.3, 0.5]), 0.5).items()
     }
     x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
     tol = 1e-4 if precision == "fp32" else 2e-2

@@ -47,7 +47,7 @@ def test_tree_execution_equals_naive_per_task_paths(models, seed):
     tree = random_tree(anchor.n_layers, anchor.n_tasks, rng)
     x = torch.randn(2, 3, 16, 16)
     r = torch.tensor([0.2, 0.5, 0.3])
-    deltas = {k: {n: torch.randn_like(v) * 0.1 for n, v in d.items()} for k, d in models.weight(r, 0.5).items()}
+    deltas = {k: {n: torch.randn_like(v) * 0.1 for n, v in d.items()} for k, d in models.adaptation(r, 0.5).items()}
     with torch.no_grad():
         for got, want in zip(anchor.forward_tree(x, tree, deltas), naive(anchor, x, tree, deltas)):
             torch.testing.assert_close(got, want)
@@ -83,7 +83,9 @@ def test_bn_deltas_shift_outputs_and_leave_anchor_untouched(models):
     anchor = models.anchor
     before = {k: v.clone() for k, v in anchor.state_dict().items()}
     tree, x = identity_tree(anchor.n_layers, anchor.n_tasks), torch.randn(2, 3, 16, 16)
-    zero = {k: {n: torch.zeros_like(v) for n, v in d.items()} for k, d in models.weight(torch.ones(3) / 3, 0.0).items()}
+    zero = {
+        k: {n: torch.zeros_like(v) for n, v in d.items()} for k, d in models.adaptation(torch.ones(3) / 3, 0.0).items()
+    }
     with torch.no_grad():
         base = anchor.forward_tree(x, tree)
         torch.testing.assert_close(anchor.forward_tree(x, tree, zero), base)
@@ -93,17 +95,40 @@ def test_bn_deltas_shift_outputs_and_leave_anchor_untouched(models):
         assert torch.equal(v, before[k]), k
 
 
-def test_weight_hypernet_starts_at_zero_and_covers_every_bn(models):
+@pytest.mark.parametrize("tree_input", [False, True])
+def test_weight_hypernet_starts_near_zero_and_covers_every_bn(models, tree_input):
+    """Deltas start small (near the unadapted anchor) but not at 0, so the body learns."""
+    from edgecore.tree import identity_tree
     from trainer.models.hypernets import WeightHypernet
 
     anchor = models.anchor
-    fresh = WeightHypernet(anchor.node_bn_layout(), anchor.n_tasks)
-    deltas = fresh(torch.tensor([0.1, 0.1, 0.8]), 1.0)
+    fresh = WeightHypernet(anchor.node_bn_layout(), anchor.n_tasks, tree_input=tree_input)
+    tree = identity_tree(anchor.n_layers, anchor.n_tasks) if tree_input else None
+    deltas = fresh(torch.tensor([0.1, 0.1, 0.8]), 1.0, tree)
     assert len(deltas) == (anchor.n_layers + 1) * anchor.n_tasks
     for (layer, stream), d in deltas.items():
         bns = {n for n, m in anchor.node(layer, stream).named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
         assert {k.rsplit(".", 1)[0] for k in d} == bns
-        assert all(torch.count_nonzero(v) == 0 for v in d.values())
+        assert all(0 < float(v.abs().max()) < 0.05 for v in d.values())
+
+
+def test_tree_features_count_the_tasks_through_each_node():
+    """Node (l, p) carries the r-weighted count of the tasks whose path runs through it."""
+    from trainer.models.hypernets import parents_onehot, tree_features
+
+    tree = ((0, 0, 2), (0, 1, 2))  # L = 2, N = 3: task 1 reads stream 0's stem, then its own block
+    r = torch.tensor([0.5, 0.3, 0.2])
+    usage, used = tree_features(parents_onehot(tree, 3), r).view(2, 3, 3)
+    torch.testing.assert_close(usage, torch.tensor([[0.8, 0.0, 0.2], [0.5, 0.3, 0.2], [0.5, 0.3, 0.2]]))
+    torch.testing.assert_close(used, torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]))
+
+
+def test_a_tree_reading_weight_hypernet_needs_the_tree():
+    from trainer.models.hypernets import WeightHypernet
+
+    hyper = WeightHypernet([((0, 0), [("bn", 4)])], n_tasks=3, tree_input=True)
+    with pytest.raises(ValueError, match="pass tree="):
+        hyper(torch.ones(3) / 3, 0.5)
 
 
 def test_edge_hypernet_shapes_and_argmax_tree(models):

@@ -112,7 +112,7 @@ def test_tiny_resnet9_anchor_runs_trees_and_folds(dataset, randomise_bn):
     tree = [[0, 0, 0], [0, 1, 1], [0, 1, 2], [2, 2, 2], [0, 1, 2]]
     deltas = {
         k: {n: torch.randn_like(v) * 0.1 for n, v in d.items()}
-        for k, d in models.weight(torch.tensor([0.2, 0.5, 0.3]), 0.5).items()
+        for k, d in models.adaptation(torch.tensor([0.2, 0.5, 0.3]), 0.5).items()
     }
     x = torch.randn(2, 3, size, size)
     with torch.no_grad():

@@ -43,7 +43,7 @@ def test_derived_module_equals_tree_model(models, seed):
     anchor = models.anchor
     tree = [[rng.randrange(3) for _ in range(3)] for _ in range(anchor.n_layers)]
     r = torch.tensor([0.2, 0.5, 0.3])
-    deltas = {k: {n: torch.randn_like(v) * 0.1 for n, v in d.items()} for k, d in models.weight(r, 0.5).items()}
+    deltas = {k: {n: torch.randn_like(v) * 0.1 for n, v in d.items()} for k, d in models.adaptation(r, 0.5).items()}
     derived = anchor.subnet(tree, deltas)
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
@@ -71,7 +71,7 @@ def test_numpy_folder_equals_folded_module(models, seed):
     tree = [[rng.randrange(3) for _ in range(3)] for _ in range(models.anchor.n_layers)]
     deltas = {
         k: {n: torch.randn_like(v) * 0.2 for n, v in d.items()}
-        for k, d in models.weight(torch.tensor([0.2, 0.5, 0.3]), 0.3).items()
+        for k, d in models.adaptation(torch.tensor([0.2, 0.5, 0.3]), 0.3).items()
     }
     want = models.anchor.subnet(tree, deltas).weights()
     got = TreeFolder(models.anchor).weights(tree, deltas)

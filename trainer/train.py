@@ -10,6 +10,8 @@ one continues from its last partial checkpoint, also written on Ctrl-C):
   edge      edge hypernet, anchor frozen: sum_i r_i w_i L_i + Omega(r, c, alpha)
   weight    weight hypernet, anchor and edge hypernet frozen: task loss only
   phn_bn    the PHN-BN baseline, started from the pretrained shared network
+After each hypernet stage its output's response to (r, c) is measured; a hypernet
+that ignores its input stops the run (method.min_response).
 Then RUN_DIR/model.ckpt is written. Progress and losses go to RUN_DIR/log.jsonl.
 """
 
@@ -561,7 +563,7 @@ class Fit:
         if floor > 0 and low:
             raise TrainerError(
                 f"stage {stage}: the {what}'s output barely depends on the preference ({', '.join(low)} over "
-                f"{self.n + 64} probe preferences; method.min_response = {floor:g}). Check what that stage "
+                f"{res['probes']} probe preferences; method.min_response = {floor:g}). Check what that stage "
                 f"trains on (method.dirichlet, train.{stage}.steps and lr) and the hypernet's conditioning "
                 f"(method.embed_dim); delete {self.run.stages / (stage + '.pt')} and rerun, or set "
                 f"method.min_response=0 in a new run to accept a constant hypernet"

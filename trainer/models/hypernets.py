@@ -202,9 +202,10 @@ def response(hypernet: Callable, n_tasks: int, uses_cost: bool, device: str | to
     outs = torch.stack([torch.stack([_flat(hypernet(r, c)) for r in prefs]) for c in cs]).double().cpu()
     scale = float(outs.abs().mean())
     if outs.numel() == 0 or scale == 0:
-        return {"spread_r": 0.0, "spread_c": 0.0 if uses_cost else None, "varying": 0.0, "mean_abs": scale}
+        return {"spread_r": 0.0, "spread_c": 0.0 if uses_cost else None, "varying": 0.0, "mean_abs": scale,
+                "probes": len(prefs)}  # fmt: skip
     spread_r = float(outs.std(dim=1).mean()) / scale
     spread_c = float((outs[-1] - outs[0]).abs().mean()) / scale if uses_cost else None
     flat = outs.reshape(-1, outs.shape[-1])
     varying = float(((flat.max(0).values - flat.min(0).values) > 1e-3 * scale).double().mean())
-    return {"spread_r": spread_r, "spread_c": spread_c, "varying": varying, "mean_abs": scale}
+    return {"spread_r": spread_r, "spread_c": spread_c, "varying": varying, "mean_abs": scale, "probes": len(prefs)}

@@ -16,7 +16,8 @@ def _load(d: Path, name: str) -> dict | None:
 
 def lines(d: Path) -> list[str]:
     lat, sw, comp, cam, res = (_load(d, n) for n in ("latency", "swaps", "compile", "camera", "resolution"))
-    ctl = _load(d / "scenes3", "control")  # the default run's controllability record
+    # `benchmarks all` writes control.json here; the committed records keep one per run
+    ctl = _load(d, "control") or _load(d / "scenes3", "control")
     m = next(x for x in (lat, sw, comp, ctl, cam, res) if x)["machine"]
     out = [
         f"# Benchmark summary: {m['cpu']}, {m['cores']} cores, onnxruntime {m['onnxruntime']} ({m['when']})",

@@ -10,8 +10,8 @@ one continues from its last partial checkpoint, also written on Ctrl-C):
   edge      edge hypernet, anchor frozen: sum_i r_i w_i L_i + Omega(r, c, alpha)
   weight    weight hypernet, anchor and edge hypernet frozen: task loss only
   phn_bn    the PHN-BN baseline, started from the pretrained shared network
-After each hypernet stage its output's response to (r, c) is measured; a hypernet
-that ignores its input stops the run (method.min_response).
+After each hypernet stage its output's response to (r, c) is measured (RUN_DIR/
+checks.jsonl); a hypernet that ignores its input stops the run (method.min_response).
 Then RUN_DIR/model.ckpt is written. Progress and losses go to RUN_DIR/log.jsonl.
 """
 
@@ -150,10 +150,10 @@ class RunDir:
     def partial(self, stage: str) -> Path:
         return self.stages / f"{stage}.partial.pt"
 
-    def log(self, record: dict) -> None:
+    def log(self, record: dict, name: str = "log.jsonl") -> None:
         if not self.dist.main:
             return
-        with open(self.root / "log.jsonl", "a") as f:
+        with open(self.root / name, "a") as f:
             f.write(json.dumps(record) + "\n")
 
 
@@ -557,7 +557,7 @@ class Fit:
         if getattr(self.cfg.train, stage).steps == 0:  # a stage switched off trains nothing to check
             return
         res = response(hypernet, self.n, uses_cost, self.device)
-        self.run.log({"stage": stage, "response": res})
+        self.run.log({"stage": stage, "response": res}, "checks.jsonl")
         floor = self.cfg.method.min_response
         low = [f"{k} {res[k]:.1e}" for k in ("spread_r", "spread_c") if res[k] is not None and res[k] < floor]
         if floor > 0 and low:

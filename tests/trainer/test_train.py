@@ -149,16 +149,16 @@ def test_fit_refuses_a_hypernet_that_ignores_its_input(tmp_path):
     from trainer.train import Fit
 
     f = Fit(load_config("tiny"), tmp_path / "run")
-    f.check_response("weight", "weight hypernet", f.models.weight, uses_cost=True)  # fresh: responds
+    f.check_response("weight", "weight hypernet", f.models.adaptation, uses_cost=True)  # fresh: responds
     _constant(f.models.weight)
     with pytest.raises(TrainerError, match=r"stage weight: the weight hypernet's output .*method.min_response"):
-        f.check_response("weight", "weight hypernet", f.models.weight, uses_cost=True)
+        f.check_response("weight", "weight hypernet", f.models.adaptation, uses_cost=True)
     _constant(f.models.phn_bn.hypernet)
     with pytest.raises(TrainerError, match="stage phn_bn: the PHN-BN hypernet's"):
         f.check_response("phn_bn", "PHN-BN hypernet", f.models.phn_bn.hypernet, uses_cost=False)
     off = Fit(load_config("tiny", ["method.min_response=0"]), tmp_path / "off")
     _constant(off.models.weight)
-    off.check_response("weight", "weight hypernet", off.models.weight, uses_cost=True)  # switched off
+    off.check_response("weight", "weight hypernet", off.models.adaptation, uses_cost=True)  # switched off
 
 
 def test_response_separates_r_and_c():
@@ -182,7 +182,7 @@ def test_trained_bn_hypernets_answer_r_and_c(tiny_run):
     from trainer.models.hypernets import response
 
     _, models, _ = load_checkpoint(tiny_run / "model.ckpt")
-    weight = response(models.weight, 3, uses_cost=True)
+    weight = response(models.adaptation, 3, uses_cost=True)
     phn = response(models.phn_bn.hypernet, 3, uses_cost=False)
     assert weight["spread_r"] >= 0.01 and weight["spread_c"] >= 0.01
     assert phn["spread_r"] >= 0.01 and phn["spread_c"] is None

@@ -83,7 +83,8 @@ def score_over_c(run: Path, c_grid=C_GRID) -> dict:
         losses = []
         for r in prefs:
             rt = torch.tensor(r, dtype=torch.float32)
-            tree, deltas = models.edge.tree(rt, c), models.adaptation(rt, c)
+            tree = models.edge.tree(rt, c)
+            deltas = models.adaptation(rt, c, tree)
             losses.append(ev.score(lambda x: ev.anchor.forward_tree(x, tree, deltas))[0])
         shares = [
             ev.tree_cost(models.edge.tree(torch.tensor(r, dtype=torch.float32), c))[0] / ev.full_params

@@ -96,7 +96,8 @@ def marginal_losses(run: str, n_prefs: int) -> dict:
             losses = []
             for r in prefs:
                 rt = torch.tensor(r, dtype=torch.float32)
-                tree, deltas = models.edge.tree(rt, c), models.adaptation(rt, c) if adapt else None
+                tree = models.edge.tree(rt, c)
+                deltas = models.adaptation(rt, c, tree) if adapt else None
                 with torch.no_grad():
                     losses.append(ev.score(lambda x: ev.anchor.forward_tree(x, tree, deltas))[0].tolist())
             res[f"c={c:g},{'adapted' if adapt else 'unadapted'}"] = losses

@@ -45,7 +45,8 @@ def tree_scores(run: str, prefs: np.ndarray) -> dict:
         for r in prefs:
             rt = torch.tensor(r, dtype=torch.float32)
             tree = models.edge.tree(rt, c)
-            losses = ev.score(lambda x: ev.anchor.forward_tree(x, tree, models.adaptation(rt, c)))[0]
+            deltas = models.adaptation(rt, c, tree)
+            losses = ev.score(lambda x: ev.anchor.forward_tree(x, tree, deltas))[0]
             params, flops = ev.tree_cost(tree)
             rows.append({"losses": losses.tolist(), "flops": flops, "params": params, "sig": tree_signature(tree)})
         out[c] = rows

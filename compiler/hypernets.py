@@ -29,10 +29,10 @@ class HypernetPair(nn.Module):
 
     def forward(self, r, c):
         logits = self.edge(r, c[0])
-        n = logits.shape[-1]
-        # the argmax tree as one-hot parents (Equal against a range: plain ONNX ops)
-        onehot = (logits.argmax(-1, keepdim=True) == torch.arange(n)).float()
-        h = self.weight.features(r, c[0], onehot if self.weight.tree_input else None)
+        onehot = None
+        if self.weight.tree_input:  # the argmax tree as one-hot parents (Equal against a range: plain ONNX ops)
+            onehot = (logits.argmax(-1, keepdim=True) == torch.arange(logits.shape[-1], device=logits.device)).float()
+        h = self.weight.features(r, c[0], onehot)
         return logits, torch.cat([head(h) for head in self.weight.heads])
 
 

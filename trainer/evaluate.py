@@ -65,10 +65,9 @@ def controllability(prefs, losses, cs, costs) -> dict:
       (preference, c) pair: 1 when cost falls whenever c asks for cheaper.
     losses[k] is (P, N) at cs[k], costs[k] the P FLOPs. A constant is no control (0)."""
     prefs = np.asarray(prefs)
-    task = [_spearman(prefs[:, i], -np.asarray(l)[:, i]) for l in losses for i in range(prefs.shape[1])]
+    t = float(np.mean([task_control(prefs, l) for l in losses]))  # equal-sized groups: the mean of all
     c_all = np.concatenate([np.full(len(f), -c) for c, f in zip(cs, costs)])
     cost = _spearman(c_all, np.concatenate([np.asarray(f, float) for f in costs]))
-    t = float(np.mean(task))
     return {"task": t, "cost": cost, "score": (t + cost) / 2}
 
 
@@ -156,7 +155,7 @@ def _ours_rows(ev: Evaluator, prefs: np.ndarray, ref, ecfg: EvalConfig) -> list[
                 rt = torch.tensor(r, dtype=torch.float32)
                 tree = m.edge.tree(rt, c)
                 if adapt:
-                    deltas = m.weight(rt, c, tree)
+                    deltas = m.adaptation(rt, c, tree)
                     lo, me = ev.score(lambda x: ev.anchor.forward_tree(x, tree, deltas))
                 else:  # the unadapted score depends on the tree only
                     key = canonical_tree(tree)
@@ -237,7 +236,7 @@ def fixed_tree_adaptation(ev: Evaluator, ecfg: EvalConfig) -> list[dict]:
         plain = ev.score(lambda x: ev.anchor.forward_tree(x, tree))[0]
         adapted = []
         for r in track(prefs, description=f"{'fixed tree':>14}", transient=True, disable=_QUIET):
-            deltas = m.adaptation(torch.tensor(r, dtype=torch.float32), c)
+            deltas = m.adaptation(torch.tensor(r, dtype=torch.float32), c, tree)
             adapted.append(ev.score(lambda x, d=deltas: ev.anchor.forward_tree(x, tree, d))[0])
         weighted = np.array([(r * a).sum() / (r * plain).sum() for r, a in zip(prefs, adapted)])
         out.append(
@@ -426,7 +425,7 @@ def goals(rows: list[dict], one_hot: list[dict], fixed: list[dict], resp: dict) 
 
 
 def _summary_cells(row: dict) -> list[str]:
-    """Method, HV, uniformity, params, share, GFLOPs and control params of one result row."""
+    """Method, HV, uniformity, task control, params, share, GFLOPs and control params of one row."""
     unif = "-" if row["uniformity"] is None else f"{row['uniformity']:.3f}"
     tctl = "-" if row.get("task_control") is None else f"{row['task_control']:.2f}"
     ctrl = "-" if row["control_params"] is None else _fmt_params(row["control_params"])
@@ -572,7 +571,9 @@ def print_tables(result: dict, console: Console) -> None:
     )
     for col in ("task", "donor", *[f"k={k}" for k in range(1, depth + 1)]):
         sharing.add_column(col)
-    recal = _sharing_rows(result, "sharing_cost_recalibrated")
+    recal = _sharing_rows(
+        result, "sharing_cost_recalibrated" if "sharing_cost_recalibrated" in result else "sharing_cost"
+    )
     for (t, d, ratios), (_, _, recal_ratios) in zip(_sharing_rows(result), recal):
         sharing.add_row(t, d, *[f"{v:.2f} -> {w:.2f}" for v, w in zip(ratios, recal_ratios)])
     for t in (table, metrics, trees, resp, fixed, sharing, goal_table):

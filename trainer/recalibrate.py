@@ -29,6 +29,18 @@ def _bns(module: nn.Module) -> dict[str, nn.BatchNorm2d]:
     return {n: m for n, m in module.named_modules() if isinstance(m, nn.BatchNorm2d)}
 
 
+def _remeasure(modules, forward, x: torch.Tensor, batch: int) -> None:
+    """New running statistics for every BatchNorm in `modules`: each in train mode with its
+    statistics reset and averaged cumulatively, one pass of `forward` over x in batches."""
+    for module in modules:
+        module.train()
+        for m in _bns(module).values():
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches
+    for chunk in x.split(batch):
+        forward(chunk)
+
+
 @torch.no_grad()
 def tree_statistics_deltas(anchor, tree, x: torch.Tensor, batch: int = 64) -> dict:
     """{node: {bn.weight / bn.bias: delta}} that give `anchor` (frozen, eval mode) the
@@ -36,13 +48,7 @@ def tree_statistics_deltas(anchor, tree, x: torch.Tensor, batch: int = 64) -> di
     probe = copy.deepcopy(anchor).eval()
     used = used_nodes(tree)
     nodes = [(l, i) for l, row in enumerate(used) for i, u in enumerate(row) if u]
-    for l, i in nodes:
-        probe.node(l, i).train()
-        for m in _bns(probe.node(l, i)).values():
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the batches
-    for chunk in x.split(batch):
-        probe.forward_tree(chunk, tree)
+    _remeasure([probe.node(l, i) for l, i in nodes], lambda xb: probe.forward_tree(xb, tree), x, batch)
     deltas: dict = {}
     for l, i in nodes:
         new, old = _bns(probe.node(l, i)), _bns(anchor.node(l, i))
@@ -62,11 +68,6 @@ def with_own_statistics(module: nn.Module, forward, x: torch.Tensor, batch: int 
     batch statistics while its hypernet shifts the BN parameters per preference, so one
     set of running statistics (averaged over every preference) serves none of them; with
     its own statistics each preference's network normalises as it did in training."""
-    probe = copy.deepcopy(module).train()
-    for m in probe.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
-    for chunk in x.split(batch):
-        forward(probe, chunk)
+    probe = copy.deepcopy(module)
+    _remeasure([probe], lambda xb: forward(probe, xb), x, batch)
     return probe.eval()

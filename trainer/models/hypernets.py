@@ -3,7 +3,8 @@
 Both read the embedding p = sum_i r_i e_i + c e_c of a preference (r, c):
 - EdgeHypernet: MLP (2 x 100) -> L heads of N x N branching logits;
 - WeightHypernet: MLP (3 x 100) -> one linear head per node predicting the
-  (delta gamma, delta beta) of every BatchNorm in that node.
+  (delta gamma, delta beta) of every BatchNorm in that node; it may also read
+  `tree_features` of the edge hypernet's tree (our extension, see the class).
 PHN-BN uses the weight hypernet with the cost term switched off.
 
 Conditioning of the BN hypernets (measured, issue 23): with embeddings of norm ~1,
@@ -99,8 +100,10 @@ def _delta_head(cin: int, cout: int) -> nn.Module:
 
 
 def parents_onehot(tree, n_tasks: int) -> torch.Tensor:
-    """(L, N, N) float tensor, [l, j, p] = 1 where child (l + 1, j) reads parent (l, p)."""
-    return nn.functional.one_hot(torch.as_tensor(tree, dtype=torch.long), n_tasks).float()
+    """(L, N, N) float tensor, [l, j, p] = 1 where child (l + 1, j) reads parent (l, p). A
+    canonical tree's -1 (unused child) becomes parent 0: no task's path runs through an
+    unused child, so its row never reaches `tree_features`."""
+    return nn.functional.one_hot(torch.as_tensor(tree, dtype=torch.long).clamp(min=0), n_tasks).float()
 
 
 def tree_features(onehot: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
@@ -178,11 +181,18 @@ def probe_preferences(n_tasks: int, count: int = 64, seed: int = 0) -> torch.Ten
     return torch.cat([torch.tensor(r, dtype=torch.float32), torch.eye(n_tasks)])
 
 
-def _flat(out) -> torch.Tensor:
-    """A hypernet's output (a tensor, or nested dicts of tensors) as one flat vector."""
+def _leaves(out):
+    """The tensors of a hypernet's output (a tensor, or nested dicts of tensors)."""
     if isinstance(out, dict):
-        return torch.cat([_flat(v) for v in out.values()]) if out else torch.zeros(0)
-    return out.reshape(-1)
+        for v in out.values():
+            yield from _leaves(v)
+    else:
+        yield out
+
+
+def _flat(out) -> torch.Tensor:
+    """A hypernet's output as one flat vector (on the output's own device)."""
+    return torch.cat([t.reshape(-1) for t in _leaves(out)])
 
 
 @torch.no_grad()

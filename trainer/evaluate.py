@@ -34,7 +34,7 @@ from trainer.data import get_tasks, open_split
 from trainer.models import Models
 from trainer.models.blocks import count_params
 from trainer.models.heads import set_output_size
-from trainer.models.hypernets import response
+from trainer.models.hypernets import response, simplex_points
 from trainer.recalibrate import tree_statistics_deltas, with_own_statistics
 
 _QUIET = not sys.stderr.isatty()  # transient bars print blank lines into logs
@@ -77,11 +77,6 @@ def _spearman(a, b) -> float:
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         return 0.0
     return float(spearmanr(a, b).statistic)
-
-
-def simplex_points(n_tasks: int, count: int, seed: int) -> np.ndarray:
-    """Preferences drawn uniformly from the simplex (Dirichlet(1, ..., 1))."""
-    return np.random.default_rng(seed).dirichlet(np.ones(n_tasks), size=count)
 
 
 class Evaluator:

@@ -174,10 +174,15 @@ class WeightHypernet(nn.Module):
         return deltas
 
 
+def simplex_points(n_tasks: int, count: int, seed: int) -> np.ndarray:
+    """Preferences drawn uniformly from the simplex (Dirichlet(1, ..., 1)): what
+    evaluation draws (trainer.evaluate) and what the response probe starts from."""
+    return np.random.default_rng(seed).dirichlet(np.ones(n_tasks), size=count)
+
+
 def probe_preferences(n_tasks: int, count: int = 64, seed: int = 0) -> torch.Tensor:
-    """A fixed probe set: `count` preferences uniform on the simplex (Dirichlet(1), what
-    evaluation draws) plus the one-hot corners."""
-    r = np.random.default_rng(seed).dirichlet(np.ones(n_tasks), size=count)
+    """A fixed probe set: `count` preferences uniform on the simplex plus the one-hot corners."""
+    r = simplex_points(n_tasks, count, seed)
     return torch.cat([torch.tensor(r, dtype=torch.float32), torch.eye(n_tasks)])
 
 

@@ -19,7 +19,7 @@ from trainer.errors import TrainerError
 from trainer.models import Models, build_models
 
 FORMAT = "edgemtl.trainer.checkpoint"
-FORMAT_VERSION = 2  # 2: the BN hypernets' architecture changed (issue 23): GELU, tree input
+FORMAT_VERSION = 3  # 2: the BN hypernets' architecture changed (issue 23): GELU, tree input; 3: the edge hypernet's too
 STATE_KEYS = ("anchor", "edge_hypernet", "weight_hypernet", "phn_bn")
 
 
@@ -67,8 +67,8 @@ def read_checkpoint(path: str | Path) -> dict:
     if payload.get("format_version") != FORMAT_VERSION:
         raise TrainerError(
             f"{path}: checkpoint format version {payload.get('format_version')!r} is not "
-            f"supported; this trainer reads version {FORMAT_VERSION} (version 2 changed the BN hypernets: "
-            f"retrain with trainer fit)"
+            f"supported; this trainer reads version {FORMAT_VERSION} (versions 2 and 3 changed the "
+            f"hypernets' architecture: retrain with trainer fit)"
         )
     slim = (payload.get("config", {}).get("model") or {}).get("family") == "slim-width"
     missing = [k for k in (("anchor",) if slim else STATE_KEYS) if k not in payload.get("states", {})]

@@ -137,6 +137,10 @@ class MethodConfig:
     # "exact" takes the expectation over trees from a table of path losses
     # (trainer/paths.py; anchors with N^L <= 4096 paths per task).
     edge_gradient: str = "relaxed"
+    # "exact": divide the logits by min(1, Gumbel temperature), so the expected loss it
+    # minimises approaches the loss of the argmax tree that is deployed as the schedule
+    # anneals (False: softmax at temperature 1 throughout).
+    exact_temperature: bool = True
     path_images: int = 512  # training images the "exact" path-loss table is measured on
     edge_prefs_per_step: int | None = None  # None: prefs_per_step ("exact" steps cost no images)
     reinforce_samples: int = 4

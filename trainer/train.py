@@ -458,7 +458,11 @@ class Fit:
                 # Expectations, not samples, for every term: the distance between two
                 # Gumbel samples is > 0 even when their distributions agree, so Omega on
                 # samples keeps pushing every preference's logits to one saturated tree.
-                probs = list(torch.softmax(logits, -1))
+                # At the end of the stage the distribution is sharpened (the Gumbel schedule,
+                # capped at 1) so that the expectation it optimises is the argmax tree's
+                # loss, the tree that is deployed (issue 23).
+                t = min(1.0, temp) if m.exact_temperature else 1.0
+                probs = list(torch.softmax(logits / t, -1))
                 task = expected_task_loss(probs, table, r * w)
                 omega, parts = branching_regularizer(probs, r, c, aff, reg, node_cost)
                 return task, omega, {"task": float(task.detach()), "omega": omega.item(), **parts}

@@ -63,8 +63,12 @@ class EdgeHypernet(nn.Module):
     ):
         super().__init__()
         self.n_tasks, self.n_layers = n_tasks, n_layers
-        self.embed = PreferenceEmbedding(n_tasks, embed_dim)
-        self.body = mlp(embed_dim, hidden)
+        # The weight hypernet's conditioning (unit-variance embedding, GELU): with the
+        # default 1/sqrt(dim) embedding and ReLU, (r, c) moved the body's input so little
+        # that c barely changed the tree and scenes5 collapsed to one trunk even at c = 0
+        # and one-hot r (measured on its path table: README, "Edge hypernet training").
+        self.embed = PreferenceEmbedding(n_tasks, embed_dim, std=1.0)
+        self.body = mlp(embed_dim, hidden, nn.GELU)
         self.heads = nn.ModuleList(nn.Linear(hidden[-1], n_tasks * n_tasks) for _ in range(n_layers))
         # Optional prior towards the anchor itself (child j reads parent j): every
         # preference then starts from the best tree for task loss alone, and the

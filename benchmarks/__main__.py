@@ -23,6 +23,7 @@ def _parser() -> argparse.ArgumentParser:
         ("camera", "camera-loop simulation with a budget schedule"),
         ("compile", "P5: build time vs grid size, cold and warm"),
         ("control", "paper tables and figures 5/7, latency over the simplex"),
+        ("edge", "the edge stage alone per variant, trees scored on the path table (retrains it; not part of all)"),
         ("ablations", "Table 6 ablations and the Fig. 8 tau sweep (retrains the hypernets; not part of all)"),
         ("scale", "paper-scale models: bundle size, build time, latency, swaps, memory (trains them; not part of all)"),
         ("distributed", "training speed of a torchrun job of 2 processes vs 1 process (trains; not part of all)"),
@@ -52,6 +53,7 @@ def main(argv=None) -> int:
         compile,
         control,
         distributed,
+        edge_stage,
         families,
         latency,
         native,
@@ -71,6 +73,7 @@ def main(argv=None) -> int:
         "compile": ["run"],
         "control": ["run"],
         "ablations": ["run"],
+        "edge": ["run"],
         "scale": [],
         "distributed": [],
         "families": ["run", "slim_run"],
@@ -92,6 +95,7 @@ def main(argv=None) -> int:
         "compile": lambda: compile.main(f"{args.run}/model.ckpt", (21, 66) if q else (21, 66, 198), out=out),
         "control": lambda: control.main(args.run, args.bundle, quick=q, out=out),
         "ablations": lambda: ablations.main(args.run, quick=q, out=out),
+        "edge": lambda: edge_stage.main(args.run, quick=q, out=out),
         "scale": lambda: scale.main(quick=q, run=args.run, out=out),
         "distributed": lambda: distributed.main("scenes3", 20 if q else 60, out=out),
         "families": lambda: families.main(args.run, args.slim_run, out=out),
@@ -99,7 +103,7 @@ def main(argv=None) -> int:
         "native": lambda: native.main(args.run, args.paper_run, calls=50 if q else 200, out=out),
     }
     for name in (
-        [s for s in steps if s not in ("ablations", "scale", "distributed", "native")]
+        [s for s in steps if s not in ("ablations", "edge", "scale", "distributed", "native")]
         if args.cmd == "all"
         else [args.cmd]
     ):

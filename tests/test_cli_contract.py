@@ -18,7 +18,7 @@ SUBCOMMANDS = [
     (compiler_main, []), (compiler_main, ["build"]), (compiler_main, ["cache"]),
     (runtime_main, []), (runtime_main, ["run"]), (runtime_main, ["bench"]), (runtime_main, ["calibrate"]),
     (bench_main, []), *[(bench_main, [c]) for c in ("all", "latency", "resolution", "swaps", "camera", "compile",
-                                                     "control", "ablations")],
+                                                     "control", "ablations", "edge")],
 ]  # fmt: skip
 
 

@@ -1,15 +1,45 @@
-"""Small file helpers shared by every package: content hashes and
-atomic writes (temp file in the same directory + rename), so a crash or Ctrl-C
-never leaves a half-written file under the final name."""
+"""Small file helpers shared by every package: content hashes, atomic writes (temp file
+in the same directory + rename, so a crash or Ctrl-C never leaves a half-written file
+under the final name) and JSON parsing with a nesting limit for files from elsewhere."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Any, Callable, Iterator
+
+# Nesting limit of every JSON file a runtime reads from a bundle or the user (manifests,
+# latency tables, schedules, plans); the C++ runtime refuses the same (kMaxJsonDepth in
+# native/include/edgemtl/common.hpp). Ours nest 6 levels at most.
+MAX_JSON_DEPTH = 64
+
+
+def json_depth(value: Any) -> int:
+    """Nesting depth of parsed JSON (a scalar 0, [] 1, [[]] 2), without recursion."""
+    depth, stack = 0, [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            depth = max(depth, d + 1)
+            stack.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return depth
+
+
+def loads_untrusted(text: str) -> Any:
+    """json.loads for text from elsewhere: a ValueError (which JSONDecodeError is too) for
+    invalid JSON and for nesting deeper than MAX_JSON_DEPTH, never a RecursionError."""
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        data = None
+    else:
+        if json_depth(data) <= MAX_JSON_DEPTH:
+            return data
+    raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
 
 
 def file_sha256(path: str | Path) -> str:

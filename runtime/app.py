@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 import runtime
+from edgecore.fileio import loads_untrusted
 from edgecore.stats import percentiles
 from runtime.errors import EdgeRuntimeError
 from runtime.prefs import validate_preference
@@ -63,7 +64,7 @@ def load_schedule(path: str | None) -> dict[int, list[Event]]:
     if not Path(path).exists() and (SCHEDULE_DIR / f"{path}.json").is_file():
         path = str(SCHEDULE_DIR / f"{path}.json")
     try:
-        data = json.loads(Path(path).read_text())
+        data = loads_untrusted(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise EdgeRuntimeError(f"schedule {path}: cannot read JSON ({exc})") from None
     events = data.get("events") if isinstance(data, dict) else None

@@ -6,11 +6,11 @@ otherwise."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from edgecore.fileio import loads_untrusted
 from edgecore.fold import tree_adaptation
 from edgecore.paths import confine
 from edgecore.tree import canonical_tree
@@ -27,7 +27,7 @@ class ExactResolver:
 
         files = {k: confine(bundle, entry[k], f"hypernets.{k}", EdgeRuntimeError) for k in ("plan", "graph")}
         try:
-            plan = json.loads(files["plan"].read_text())
+            plan = loads_untrusted(files["plan"].read_text())
             so = session_options(1, "ORT_ENABLE_ALL")
             self.session = ort.InferenceSession(str(files["graph"]), so, providers=["CPUExecutionProvider"])
         except Exception as exc:  # missing files, bad JSON/onnx: one message

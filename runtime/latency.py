@@ -19,7 +19,7 @@ import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from edgecore.fileio import atomic_write_text
+from edgecore.fileio import atomic_write_text, loads_untrusted
 from edgecore.paths import check_id, confine
 from runtime.backends.base import device_slug
 from runtime.errors import EdgeRuntimeError
@@ -93,7 +93,7 @@ def load_table(bundle: str | Path, backend: str, device: str, signatures, machin
             f"{elsewhere}: run `runtime calibrate {bundle}` here first"
         )
     try:
-        data = json.loads(path.read_text())
+        data = loads_untrusted(path.read_text())
     except (OSError, ValueError) as exc:
         raise EdgeRuntimeError(f"latency table {path} is unreadable ({exc}): rerun `runtime calibrate`") from None
     return parse_table(data, str(path), set(signatures))

@@ -15,6 +15,7 @@ from typing import Any
 
 from edgecore.errors import EdgeError
 from edgecore.family import DEFAULT_FAMILY, Family, get_family
+from edgecore.fileio import loads_untrusted
 from edgecore.paths import check_id, check_relative
 from runtime.errors import EdgeRuntimeError
 from runtime.prefs import validate_preference
@@ -310,9 +311,9 @@ def load_manifest(bundle_dir: str | Path) -> Manifest:
     if size > MAX_MANIFEST_BYTES:
         raise EdgeRuntimeError(f"{path} is {size:,} bytes; a manifest is at most {MAX_MANIFEST_BYTES:,}")
     try:
-        raw = json.loads(path.read_text())
+        raw = loads_untrusted(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdgeRuntimeError(f"{path} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise EdgeRuntimeError(f"{path} is nested too deeply to be a manifest") from None
+        raise EdgeRuntimeError(f"{path} is not valid JSON ({exc})") from None
+    except ValueError as exc:  # too deep
+        raise EdgeRuntimeError(f"{path} is {exc}") from None
     return manifest_from_dict(raw)

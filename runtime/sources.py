@@ -17,6 +17,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from edgecore.arrays import SUFFIX, read_arrays
+from edgecore.paths import confine
 from runtime.errors import EdgeRuntimeError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp"}
@@ -44,13 +45,15 @@ SAMPLES = Path("samples") / f"frames{SUFFIX}"
 
 def sample_frames(bundle: Path) -> np.ndarray:
     """The bundle's sample frames, (N, H, W, 3) uint8."""
-    path = Path(bundle) / SAMPLES
+    # Through the confinement every bundle file goes through: a symlink in samples/ that
+    # leads out of the bundle is refused, as the C++ runtime refuses it.
+    path = confine(bundle, SAMPLES.as_posix(), "sample frames", EdgeRuntimeError)
     if not path.is_file():
         raise EdgeRuntimeError(f"bundle has no sample frames ({path}): use a camera, video or image folder")
     data = read_arrays(path, EdgeRuntimeError).get("frames")
     if data is None:
         raise EdgeRuntimeError(f"sample frames {path} hold no 'frames' array: rebuild the bundle")
-    if data.ndim != 4 or data.shape[-1] != 3 or data.dtype != np.uint8 or not len(data):
+    if data.ndim != 4 or data.shape[-1] != 3 or data.dtype != np.uint8 or 0 in data.shape:
         raise EdgeRuntimeError(f"sample frames {path}: expected uint8 (N, H, W, 3), found {data.dtype} {data.shape}")
     return data
 

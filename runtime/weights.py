@@ -63,7 +63,13 @@ class WeightStore:
         return self.weights(self.manifest.signatures[entry.signature].tree, adaptation)
 
     def _read(self, rel: str, what: str) -> dict[str, np.ndarray]:
-        return load_arrays(confine(self.bundle, rel, what, EdgeRuntimeError), error=EdgeRuntimeError)
+        """A weight file of the bundle; every array float32, as the format says and the C++
+        runtime requires (folding would otherwise convert other dtypes silently)."""
+        arrays = load_arrays(confine(self.bundle, rel, what, EdgeRuntimeError), error=EdgeRuntimeError)
+        for name, a in arrays.items():
+            if a.dtype != np.float32:
+                raise EdgeRuntimeError(f"bundle {what} array '{name}': expected float32, found {a.dtype}")
+        return arrays
 
 
 __all__ = ["ANCHOR_DIR", "DELTAS_DIR", "WeightStore"]

@@ -71,7 +71,7 @@ def test_sample_frames_that_are_not_safetensors_are_refused(bundle, capsys):
 @pytest.mark.parametrize("edit, match", [
     (lambda d: d["input"].update(shape=[3, 0, 16]), "positive integers"),
     (lambda d: d["input"].update(shape=[3, -16, 16]), "positive integers"),
-    (lambda d: None, "nested too deeply"),
+    (lambda d: None, "nested deeper than 64 levels"),
 ])  # fmt: skip
 def test_malformed_manifests_exit_2(bundle, capsys, edit, match):
     raw = json.loads((bundle / "manifest.json").read_text())

@@ -140,7 +140,7 @@ class Samples : public Source {  // the bundle's samples/frames.safetensors, loo
     const Arrays arrays = load_arrays(confine(bundle, "samples/frames.safetensors", "sample frames"), false);
     auto it = arrays.find("frames");
     if (it == arrays.end() || it->second.dtype != "U8" || it->second.shape.size() != 4 || it->second.shape[3] != 3 ||
-        it->second.shape[0] == 0) {
+        it->second.shape[0] == 0 || it->second.shape[1] == 0 || it->second.shape[2] == 0) {
       throw Error("sample frames of " + bundle.string() + ": expected a uint8 (N, H, W, 3) array 'frames'");
     }
     frames_ = it->second;

@@ -44,9 +44,10 @@ Event parse_event(const json& ev, const std::string& where) {
 Schedule load_schedule(const std::string& path, const fs::path& shipped_dir) {
   fs::path file = path;
   if (!fs::exists(file) && fs::is_regular_file(shipped_dir / (path + ".json"))) file = shipped_dir / (path + ".json");
-  std::ifstream f(file);
-  const json data = json::parse(f, nullptr, false);
-  if (!f.is_open() || data.is_discarded()) throw Error("schedule " + path + ": cannot read JSON");
+  std::ifstream f(file, std::ios::binary);
+  if (!f.is_open()) throw Error("schedule " + path + ": cannot read JSON (no such file)");
+  json data;
+  if (const std::string why = parse_json(f, data); !why.empty()) throw Error("schedule " + path + ": cannot read JSON: " + why);
   if (!data.is_object() || !data.contains("events") || !data["events"].is_array()) {
     throw Error("schedule " + path + ": expected {\"events\": [...]}");
   }

@@ -63,6 +63,12 @@ Array parse_entry(const fs::path& path, const std::string& name, const json& met
 
 size_t Array::numel() const { return edgemtl::numel(shape); }
 
+void require_f32(const Arrays& arrays, const std::string& what) {
+  for (const auto& [name, a] : arrays) {
+    if (a.dtype != "F32") throw Error("bundle " + what + " array '" + name + "': expected float32, found " + a.dtype);
+  }
+}
+
 const float* Array::f32(const std::string& who) const {
   if (dtype != "F32") throw Error(who + ": expected a float32 array, found " + dtype);
   return reinterpret_cast<const float*>(data.data());
@@ -121,7 +127,9 @@ Arrays load_arrays(const fs::path& path, bool verify) {
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | data[static_cast<size_t>(i)];
   if (n > kMaxHeader || n > data.size() - 8) throw corrupt(path, "header length beyond the file");
-  const json header = json::parse(data.begin() + 8, data.begin() + 8 + static_cast<std::ptrdiff_t>(n), nullptr, false);
+  json header;
+  const char* text = reinterpret_cast<const char*>(data.data()) + 8;
+  if (const std::string why = parse_json(text, text + n, header); !why.empty()) throw corrupt(path, "header is " + why);
   if (!header.is_object()) throw corrupt(path, "header is not a JSON object");
   Arrays arrays;
   for (const auto& [name, meta] : header.items()) {

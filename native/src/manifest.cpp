@@ -231,11 +231,7 @@ Manifest load_manifest(const fs::path& bundle) {
   }
   std::ifstream f(path, std::ios::binary);
   json d;
-  try {
-    d = json::parse(f);
-  } catch (const json::exception& exc) {
-    throw Error(path.string() + " is not valid JSON: " + exc.what());
-  }
+  if (const std::string why = parse_json(f, d); !why.empty()) throw Error(path.string() + " is " + why);
   return manifest_from_json(d);
 }
 

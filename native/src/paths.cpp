@@ -9,10 +9,55 @@
 namespace edgemtl {
 
 std::string repr(const json& value) {
-  if (value.is_string()) return "'" + value.get<std::string>() + "'";
-  if (value.is_null()) return "None";
-  if (value.is_boolean()) return value.get<bool>() ? "True" : "False";
-  return value.dump();
+  std::string s;
+  if (value.is_string()) {
+    s = "'" + value.get<std::string>() + "'";
+  } else if (value.is_null()) {
+    s = "None";
+  } else if (value.is_boolean()) {
+    s = value.get<bool>() ? "True" : "False";
+  } else {
+    s = value.dump();  // depth <= kMaxJsonDepth: every parsed value went through parse_json
+  }
+  return s.size() > kMaxRepr ? s.substr(0, kMaxRepr) + "..." : s;
+}
+
+namespace {
+
+struct TooDeep {};
+
+// `parse(callback)` parses with the given callback; returns "" or why the text was refused.
+template <typename Parse>
+std::string parse_bounded(Parse&& parse, json& out) {
+  // The callback sees every value's depth before the value is built; throwing there stops
+  // the parser at the limit instead of after it has built (and must walk) the whole tree.
+  // `depth` counts the containers around the event: an array or object that opens inside
+  // kMaxJsonDepth of them would be the (kMaxJsonDepth + 1)-th level (Python's json_depth).
+  const json::parser_callback_t limit = [](int depth, json::parse_event_t event, json&) {
+    const bool opens = event == json::parse_event_t::object_start || event == json::parse_event_t::array_start;
+    if (opens && depth >= kMaxJsonDepth) throw TooDeep{};
+    return true;
+  };
+  try {
+    out = parse(limit);
+  } catch (const TooDeep&) {
+    return "nested deeper than " + std::to_string(kMaxJsonDepth) + " levels";
+  } catch (const json::exception& exc) {
+    std::string why = exc.what();
+    if (why.size() > kMaxRepr) why = why.substr(0, kMaxRepr) + "...";
+    return "not valid JSON (" + why + ")";
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string parse_json(const char* begin, const char* end, json& out) {
+  return parse_bounded([&](const json::parser_callback_t& cb) { return json::parse(begin, end, cb); }, out);
+}
+
+std::string parse_json(std::istream& in, json& out) {
+  return parse_bounded([&](const json::parser_callback_t& cb) { return json::parse(in, cb); }, out);
 }
 
 size_t numel(const Shape& shape) {

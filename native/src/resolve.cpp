@@ -111,9 +111,12 @@ std::map<std::string, double> load_latency(const fs::path& bundle, const Manifes
     throw Error("no latency table for " + backend + " on " + device + " measured on this machine (" + path.string() +
                 "): run `runtime calibrate " + bundle.string() + " --backend " + backend + "` here first");
   }
-  std::ifstream f(path);
-  const json data = json::parse(f, nullptr, false);
+  std::ifstream f(path, std::ios::binary);
+  json data;
   const std::string where = "latency table " + path.string();
+  if (const std::string why = parse_json(f, data); !why.empty()) {
+    throw Error(where + " is unreadable (" + why + "): rerun `runtime calibrate`");
+  }
   if (!data.is_object() || data.value("version", json()) != kLatencyVersion) {
     throw Error(where + ": expected version 2, found " + (data.is_object() ? repr(data.value("version", json())) : "unreadable JSON") +
                 ": rerun `runtime calibrate`");

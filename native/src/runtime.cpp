@@ -303,6 +303,7 @@ WeightSet Runtime::weights(const GridEntry& entry) {
     if (!anchor_) {
       const std::string id = manifest_.anchor["id"].get<std::string>();
       Arrays arrays = load_arrays(confine(bundle_, "anchor/" + id + ".safetensors", "anchor"));
+      require_f32(arrays, "anchor");
       try {
         anchor_ = get_family(manifest_.family).anchor(std::move(arrays), manifest_.anchor["plan"]);
       } catch (const Error& exc) {
@@ -311,6 +312,7 @@ WeightSet Runtime::weights(const GridEntry& entry) {
     }
   }
   const Arrays adaptation = load_arrays(confine(bundle_, "deltas/" + entry.adaptation + ".safetensors", "adaptation"));
+  require_f32(adaptation, "adaptation");
   const auto& spec = manifest_.signatures.at(entry.signature).spec;
   try {
     return anchor_->weights(spec, adaptation);

@@ -45,5 +45,9 @@ std::string arrays_id(const Arrays& arrays, size_t length = 16);
 
 // Reads a safetensors file; with `verify`, its content must hash to the file's stem.
 Arrays load_arrays(const fs::path& path, bool verify = true);
+// Error unless every array is F32: the bundle format stores anchor and delta weights as
+// float32, and both runtimes refuse other dtypes when the file is read, not when an array
+// is first used (the Python runtime's WeightStore does the same).
+void require_f32(const Arrays& arrays, const std::string& what);
 
 }  // namespace edgemtl

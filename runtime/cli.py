@@ -20,6 +20,7 @@ from runtime.latency import save_table
 from runtime.manifest import load_manifest
 
 EPILOG = """examples:
+  runtime verify bundles/scenes3                      # a received bundle checked before it runs
   runtime calibrate bundles/scenes3                   # latency table for set_budget on this device
   runtime bench bundles/scenes3                       # per-signature latency percentiles
   runtime run bundles/scenes3 --source synthetic --headless --out out.mp4 \\
@@ -100,6 +101,13 @@ def _parser() -> argparse.ArgumentParser:
             help="pace runs like a camera at this frame rate "
             "(latency at 30 FPS is higher than back to back; calibrate at the deployed rate)",
         )
+    v = sub.add_parser(
+        "verify",
+        help="check a bundle as a runtime would (manifest, weights, folding, engines, tables), without running it",
+        description="Reads every file of BUNDLE the way the runtime does, without running anything: "
+        "exit 0 when it is valid, 2 with the first broken rule. For pipelines that receive bundles.",
+    )
+    _bundle_argument(v)
     return p
 
 
@@ -187,6 +195,12 @@ def _stop_between_frames(signum, frame) -> None:
 
 
 def _run(args) -> int:
+    if args.cmd == "verify":
+        from runtime.verify import verify_bundle
+
+        checked = verify_bundle(args.bundle)
+        print(f"{args.bundle}: valid (" + ", ".join(f"{k} {v}" for k, v in checked.items()) + ")")
+        return 0
     if args.cmd == "run":
         if args.stats:  # checked before the first frame, not discovered after the whole run
             writable_target(args.stats, "--stats")

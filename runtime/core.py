@@ -233,12 +233,7 @@ class Runtime:
         ref = next((e for e in sig.engines if e.backend == self.backend), None)
         if ref is None:
             raise EdgeRuntimeError(f"signature {signature} has no {self.backend} engine in this bundle")
-        path = confine(self.bundle, ref.path, f"engine of signature {signature}", EdgeRuntimeError)
-        if not path.is_file():
-            raise EdgeRuntimeError(f"engine {path} is missing: the bundle is incomplete, rebuild it")
-        if file_sha256(path) != ref.sha256:
-            raise EdgeRuntimeError(f"engine {path} is corrupt (sha256 differs from the manifest): rebuild the bundle")
-        return path
+        return verified_engine(self.bundle, signature, ref)
 
     def _load(self, entry: GridEntry, adaptation: dict | None = None) -> tuple[Runner, int]:
         """(activated runner, the resident memory it added): folding + engine load + binding
@@ -412,6 +407,16 @@ class Runtime:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def verified_engine(bundle: Path, signature: str, ref) -> Path:
+    """An engine file of the bundle: inside it, present, and with the manifest's sha256."""
+    path = confine(bundle, ref.path, f"engine of signature {signature}", EdgeRuntimeError)
+    if not path.is_file():
+        raise EdgeRuntimeError(f"engine {path} is missing: the bundle is incomplete, rebuild it")
+    if file_sha256(path) != ref.sha256:
+        raise EdgeRuntimeError(f"engine {path} is corrupt (sha256 differs from the manifest): rebuild the bundle")
+    return path
 
 
 def load(bundle: str | Path, backend: str = "auto", **kwargs) -> Runtime:

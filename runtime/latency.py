@@ -92,11 +92,16 @@ def load_table(bundle: str | Path, backend: str, device: str, signatures, machin
             f"no latency table for {backend} on {device} measured on this machine ({path})"
             f"{elsewhere}: run `runtime calibrate {bundle}` here first"
         )
+    return read_table(path, set(signatures))
+
+
+def read_table(path: Path, signatures: set[str]) -> LatencyTable:
+    """A latency table file (already confined to its bundle), parsed and checked."""
     try:
         data = loads_untrusted(path.read_text())
     except (OSError, ValueError) as exc:
         raise EdgeRuntimeError(f"latency table {path} is unreadable ({exc}): rerun `runtime calibrate`") from None
-    return parse_table(data, str(path), set(signatures))
+    return parse_table(data, str(path), signatures)
 
 
 def parse_table(data, where: str, signatures: set[str]) -> LatencyTable:

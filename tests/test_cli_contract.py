@@ -17,6 +17,7 @@ SUBCOMMANDS = [
     (trainer_main, []), (trainer_main, ["fit"]), (trainer_main, ["eval"]),
     (compiler_main, []), (compiler_main, ["build"]), (compiler_main, ["cache"]),
     (runtime_main, []), (runtime_main, ["run"]), (runtime_main, ["bench"]), (runtime_main, ["calibrate"]),
+    (runtime_main, ["verify"]),
     (bench_main, []), *[(bench_main, [c]) for c in ("all", "latency", "resolution", "swaps", "camera", "compile",
                                                      "control", "ablations", "edge")],
 ]  # fmt: skip

@@ -124,3 +124,20 @@ def test_the_c_api_refuses_with_an_error(hostile):
     with pytest.raises(EdgeRuntimeError, match=message):
         with NativeRuntime(bundle, "openvino") as nat:
             nat.set_preference([0.6, 0.2, 0.2], 0.0)
+
+
+@pytest.mark.parametrize("hostile", [c for c in CASES if not c.startswith("schedule")], indirect=True)
+def test_runtime_verify_finds_each_broken_bundle_without_running_it(hostile, capsys):
+    """`runtime verify` refuses every hostile bundle above with the rule the run names."""
+    bundle, _, message = hostile
+    code = runtime_main(["verify", str(bundle)])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bundle", "tiny_slim_bundle"])
+def test_runtime_verify_passes_a_built_bundle(fixture, request, capsys):
+    """Both model families' bundles, as the compiler builds them, are valid."""
+    assert runtime_main(["verify", str(request.getfixturevalue(fixture)[0])]) == 0
+    out = capsys.readouterr().out
+    assert "valid" in out and "engines" in out and "grid points" in out
